@@ -4,5 +4,38 @@
 //! The modules below, in the order a request meets them.
 //!
 //! - [`config`]: TOML -> validated [`config::Config`], every error with `FILE:LINE:COL`.
+//! - [`app`], [`server`]: listeners (HTTP/1.1, h2c, TLS with ALPN), graceful drain.
+//! - [`pipeline`]: one request: decide -> select -> attempts -> respond.
+//! - [`policy`], [`plugin`]: who decides where a request goes (built-in or WebAssembly).
+//! - [`router`]: decision + health snapshot -> ordered regions.
+//! - [`retry`]: the write-safety rule and the retry budget.
+//! - [`upstream`]: pooled clients per region, rustls, drill faults.
+//! - [`request_body`], [`body`], [`headers`], [`upgrade`]: what crosses the proxy and how.
+//! - [`degraded`]: responses the sidecar makes itself.
+//! - [`health`]: probes, outlier ejection, failback, the snapshot the data path reads.
+//! - [`admin`], [`reload`], [`signals`]: operating the sidecar.
+//! - [`telemetry`]: logs, traces, metrics.
+//! - [`demo`]: `switchyard demo`.
 
+pub mod admin;
+pub mod app;
+pub mod body;
 pub mod config;
+pub mod degraded;
+pub mod demo;
+pub mod error;
+pub mod headers;
+pub mod health;
+pub mod pipeline;
+pub mod plugin;
+pub mod policy;
+pub mod reload;
+pub mod request_body;
+pub mod retry;
+pub mod router;
+pub mod server;
+pub mod service;
+pub mod signals;
+pub mod telemetry;
+pub mod upgrade;
+pub mod upstream;

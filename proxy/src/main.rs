@@ -1,1 +1,132 @@
-fn main() {}
+//! `switchyard run | check | demo`: args -> Config::load -> App::build -> app.run(shutdown).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use switchyard::app::App;
+use switchyard::config::{self, Config};
+use switchyard::telemetry;
+
+/// Exit codes (SPEC section 1).
+const EXIT_INVALID: u8 = 1;
+const EXIT_RUNTIME: u8 = 2;
+
+#[derive(Parser)]
+#[command(name = "switchyard", version, about = "Failover sidecar proxy for services deployed in several regions")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the sidecar.
+    Run {
+        /// Config file [default: ./switchyard.toml, then $SWITCHYARD_CONFIG]
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate the config and load every plugin; print every error as FILE:LINE:COL: message.
+    Check {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// A self-contained failover drill on this machine: demo regions, the sidecar, live traffic.
+    Demo,
+}
+
+fn config_path(given: Option<PathBuf>) -> PathBuf {
+    if let Some(path) = given {
+        return path;
+    }
+    let local = PathBuf::from("switchyard.toml");
+    if local.exists() {
+        return local;
+    }
+    std::env::var_os("SWITCHYARD_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or(local)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { config } => run(&config_path(config)),
+        Command::Check { config } => check(&config_path(config)),
+        Command::Demo => demo(),
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    config::load(path).map_err(|errors| {
+        eprint!("{errors}");
+        ExitCode::from(EXIT_INVALID)
+    })
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Err(errors) = switchyard::plugin::check_all(&config) {
+        eprint!("{errors}");
+        return ExitCode::from(EXIT_INVALID);
+    }
+    println!("{}: ok ({} services)", path.display(), config.services.len());
+    ExitCode::SUCCESS
+}
+
+fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        builder.worker_threads(workers);
+    }
+    builder.enable_all().thread_name("switchyard").build()
+}
+
+fn run(path: &std::path::Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    telemetry::init_logs(config.telemetry.log_format);
+    let rt = match runtime(config.workers) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("switchyard: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    rt.block_on(async {
+        let app = match App::build(config).await {
+            Ok(app) => app,
+            Err(e) => {
+                eprintln!("switchyard: {e}");
+                return ExitCode::from(e.exit_code());
+            }
+        };
+        let state = app.state();
+        app.run(switchyard::signals::until_stopped(state)).await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn demo() -> ExitCode {
+    let rt = match runtime(0) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("switchyard: cannot start the runtime: {e}");
+            return ExitCode::from(EXIT_RUNTIME);
+        }
+    };
+    match rt.block_on(switchyard::demo::run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchyard demo: {e}");
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}

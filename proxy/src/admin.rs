@@ -1,0 +1,347 @@
+//! The admin API (SPEC section 4): probes, status, and the drill switchboard.
+//!
+//! Every bad input gets a 4xx with `{"error": "..."}`; mutating calls need the bearer token
+//! when one is configured, and each one is logged.
+
+// Handlers return the error response itself as `Err`; the admin path is not hot, and boxing
+// every early return would only add noise.
+#![allow(clippy::result_large_err)]
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::app::{AppState, ServiceEntry};
+use crate::health::HealthEvent;
+use crate::upstream::fault::Fault;
+
+type AdminResponse = Response<Full<Bytes>>;
+
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+pub async fn serve(listener: TcpListener, state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!("admin accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(route(&state, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn json_response(status: StatusCode, body: &Value) -> AdminResponse {
+    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> AdminResponse {
+    json_response(status, &json!({ "error": message.into() }))
+}
+
+fn text(status: StatusCode, body: &'static str) -> AdminResponse {
+    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *resp.status_mut() = status;
+    resp
+}
+
+async fn route(state: &AppState, req: Request<Incoming>) -> AdminResponse {
+    let path: Vec<String> = req
+        .uri()
+        .path()
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let segments: Vec<&str> = path.iter().map(String::as_str).collect();
+    let method = req.method().clone();
+    match (&method, segments.as_slice()) {
+        (&Method::GET, ["healthz"]) => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, ["readyz"]) => {
+            if state.ready.load(Ordering::Acquire) {
+                text(StatusCode::OK, "ready\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+            }
+        }
+        (&Method::GET, ["status"]) => json_response(StatusCode::OK, &status(state)),
+        (_, ["healthz"] | ["readyz"] | ["status"]) => method_not_allowed("GET"),
+        (_, ["services", svc, "regions", region, action]) => {
+            let allowed = match *action {
+                "drain" | "undrain" => method == Method::POST,
+                "fault" => method == Method::POST || method == Method::DELETE,
+                _ => return error(StatusCode::NOT_FOUND, format!("no admin route {}", req.uri().path())),
+            };
+            if !allowed {
+                return method_not_allowed(if *action == "fault" { "POST, DELETE" } else { "POST" });
+            }
+            if let Err(resp) = authorize(state, &req) {
+                return resp;
+            }
+            let (svc, region) = (svc.to_string(), region.to_string());
+            let action = action.to_string();
+            let body = match read_json(req).await {
+                Ok(b) => b,
+                Err(resp) => return resp,
+            };
+            region_action(state, &svc, &region, &action, &method, body).await
+        }
+        (&Method::POST, ["services", svc, "failover"]) => {
+            if let Err(resp) = authorize(state, &req) {
+                return resp;
+            }
+            let svc = svc.to_string();
+            let body = match read_json(req).await {
+                Ok(b) => b,
+                Err(resp) => return resp,
+            };
+            failover(state, &svc, body).await
+        }
+        (_, ["services", _, "failover"]) => method_not_allowed("POST"),
+        _ => error(StatusCode::NOT_FOUND, format!("no admin route {}", req.uri().path())),
+    }
+}
+
+fn method_not_allowed(allow: &'static str) -> AdminResponse {
+    let mut resp = error(StatusCode::METHOD_NOT_ALLOWED, format!("method not allowed; use {allow}"));
+    resp.headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+    resp
+}
+
+/// Checks the bearer token in constant time when one is configured.
+fn authorize(state: &AppState, req: &Request<Incoming>) -> Result<(), AdminResponse> {
+    let config = state.config.load();
+    let Some(token) = config.admin.token.as_deref().filter(|t| !t.is_empty()) else {
+        return Ok(());
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        Ok(())
+    } else {
+        tracing::warn!(path = %req.uri().path(), "admin call refused: missing or wrong bearer token");
+        Err(error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
+    }
+}
+
+/// Compares without an early exit, so timing does not reveal how much of the token matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= usize::from(x ^ y);
+    }
+    diff == 0
+}
+
+/// Reads a JSON body (empty means `null`).
+async fn read_json(req: Request<Incoming>) -> Result<Value, AdminResponse> {
+    let body = Limited::new(req.into_body(), MAX_ADMIN_BODY)
+        .collect()
+        .await
+        .map_err(|_| error(StatusCode::PAYLOAD_TOO_LARGE, "body too large or unreadable"))?
+        .to_bytes();
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(&body).map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")))
+}
+
+fn find(state: &AppState, svc: &str, region: &str) -> Result<(ServiceEntry, usize), AdminResponse> {
+    let entry = state
+        .service(svc)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("unknown service {svc:?}")))?;
+    let index = entry
+        .slot
+        .load()
+        .region_index(region)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("unknown region {region:?} in service {svc:?}")))?;
+    Ok((entry, index))
+}
+
+async fn region_action(
+    state: &AppState,
+    svc: &str,
+    region: &str,
+    action: &str,
+    method: &Method,
+    body: Value,
+) -> AdminResponse {
+    let (entry, index) = match find(state, svc, region) {
+        Ok(found) => found,
+        Err(resp) => return resp,
+    };
+    let service = entry.slot.load_full();
+    let event = match (action, method) {
+        ("drain", _) => HealthEvent::Drain { region: index, drained: true },
+        ("undrain", _) => HealthEvent::Drain { region: index, drained: false },
+        ("fault", &Method::DELETE) => {
+            service.upstreams[index].set_fault(None);
+            HealthEvent::Fault { region: index, faulted: false }
+        }
+        _ => match parse_fault(&body) {
+            Ok(fault) => {
+                service.upstreams[index].set_fault(Some(fault));
+                HealthEvent::Fault { region: index, faulted: true }
+            }
+            Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        },
+    };
+    tracing::warn!(service = svc, region, action, method = %method, body = %body, "admin: region {action}");
+    service.health.send(event).await;
+    json_response(StatusCode::OK, &json!({ "service": svc, "region": region, "action": action, "ok": true }))
+}
+
+/// Parses the switchboard body: `{"mode":"down"}`, `{"mode":"error","status":503,"percent":100}`,
+/// `{"mode":"delay","delay_ms":500}`.
+fn parse_fault(body: &Value) -> Result<Fault, String> {
+    let mode = body
+        .get("mode")
+        .and_then(Value::as_str)
+        .ok_or("body must be a JSON object with \"mode\": \"down\", \"error\" or \"delay\"")?;
+    match mode {
+        "down" => Ok(Fault::Down),
+        "error" => {
+            let status = match body.get("status") {
+                None => 503,
+                Some(v) => v.as_u64().filter(|s| (100..=599).contains(s)).ok_or("\"status\" must be an HTTP status 100-599")?,
+            };
+            let percent = match body.get("percent") {
+                None => 100,
+                Some(v) => v.as_u64().filter(|p| *p <= 100).ok_or("\"percent\" must be 0-100")?,
+            };
+            let status = StatusCode::from_u16(status as u16).map_err(|e| e.to_string())?;
+            Ok(Fault::Error { status, percent: percent as u8 })
+        }
+        "delay" => {
+            let ms = body
+                .get("delay_ms")
+                .and_then(Value::as_u64)
+                .filter(|ms| *ms <= 600_000)
+                .ok_or("\"delay_ms\" must be a number of milliseconds up to 600000")?;
+            Ok(Fault::Delay(Duration::from_millis(ms)))
+        }
+        other => Err(format!("unknown fault mode {other:?}: use \"down\", \"error\" or \"delay\"")),
+    }
+}
+
+async fn failover(state: &AppState, svc: &str, body: Value) -> AdminResponse {
+    let Some(target) = body.get("write_region").and_then(Value::as_str) else {
+        return error(StatusCode::BAD_REQUEST, "body must be {\"write_region\": \"NAME\"}");
+    };
+    let (entry, index) = match find(state, svc, target) {
+        Ok(found) => found,
+        Err(resp) => return resp,
+    };
+    let service = entry.slot.load_full();
+    let previous = service
+        .health
+        .snapshot()
+        .write_region()
+        .map(|i| service.config.regions[i].name.clone());
+    tracing::warn!(service = svc, from = previous.as_deref().unwrap_or("none"), to = target, "admin: write region failover");
+    service.health.send(HealthEvent::SetWrite { region: index }).await;
+    json_response(StatusCode::OK, &json!({ "service": svc, "write_region": target, "previous": previous }))
+}
+
+fn status(state: &AppState) -> Value {
+    let services: Vec<Value> = state
+        .services
+        .load()
+        .iter()
+        .map(|entry| {
+            let service = entry.slot.load();
+            let snap = service.health.snapshot();
+            let active = snap.active();
+            let regions: Vec<Value> = snap
+                .regions
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    json!({
+                        "name": &*r.name,
+                        "priority": r.priority,
+                        "state": r.state.as_str(),
+                        "active": active == Some(i),
+                        "write": r.write,
+                        "url": service.config.regions[i].url,
+                    })
+                })
+                .collect();
+            json!({
+                "name": entry.name,
+                "listen": service.config.listen.to_string(),
+                "active_region": active.map(|i| &*snap.regions[i].name),
+                "write_region": snap.write_region().map(|i| &*snap.regions[i].name),
+                "regions": regions,
+            })
+        })
+        .collect();
+    json!({ "services": services })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison_is_exact() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"x"));
+    }
+
+    #[test]
+    fn fault_bodies_parse_or_explain() {
+        assert_eq!(parse_fault(&json!({"mode": "down"})), Ok(Fault::Down));
+        assert_eq!(
+            parse_fault(&json!({"mode": "error", "status": 500, "percent": 50})),
+            Ok(Fault::Error { status: StatusCode::INTERNAL_SERVER_ERROR, percent: 50 })
+        );
+        assert_eq!(
+            parse_fault(&json!({"mode": "delay", "delay_ms": 500})),
+            Ok(Fault::Delay(Duration::from_millis(500)))
+        );
+        assert!(parse_fault(&json!({"mode": "error", "percent": 101})).is_err());
+        assert!(parse_fault(&json!({"mode": "meltdown"})).is_err());
+        assert!(parse_fault(&Value::Null).is_err());
+    }
+}

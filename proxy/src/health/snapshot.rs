@@ -1,0 +1,99 @@
+//! The immutable view of a service's regions that the data path reads without locking.
+//!
+//! The health monitor builds a new snapshot on every change and swaps it in; a request loads
+//! the current one once and routes by it. Failover is nothing more than a new snapshot.
+
+use std::sync::Arc;
+
+use super::state::RegionState;
+
+/// One region as routing and plugins see it.
+#[derive(Debug, Clone)]
+pub struct RegionView {
+    pub name: Arc<str>,
+    pub priority: u32,
+    pub state: RegionState,
+    pub write: bool,
+    /// Routable by health (not drained, not unhealthy, not ejected).
+    pub serviceable: bool,
+    /// Serviceable and past `failback.stable_for` since it last recovered.
+    pub stable: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HealthSnapshot {
+    /// Every region of the service, sorted by priority (the config order).
+    pub regions: Vec<RegionView>,
+    /// Region indexes in the order default routing tries them.
+    pub default_order: Vec<usize>,
+}
+
+impl HealthSnapshot {
+    /// Builds the snapshot and its default order: stable regions by priority, then regions that
+    /// recovered but are still proving themselves (so failback waits for `stable_for` but a
+    /// recovering region still beats none), and, when nothing is serviceable, every region that
+    /// is not drained (health checks can be wrong; trying beats refusing).
+    pub fn new(regions: Vec<RegionView>) -> Self {
+        let mut order: Vec<usize> = (0..regions.len()).filter(|&i| regions[i].stable).collect();
+        order.extend((0..regions.len()).filter(|&i| regions[i].serviceable && !regions[i].stable));
+        if order.is_empty() {
+            order.extend(
+                (0..regions.len()).filter(|&i| regions[i].state != RegionState::Drained),
+            );
+        }
+        HealthSnapshot {
+            regions,
+            default_order: order,
+        }
+    }
+
+    /// The region default routing sends traffic to now.
+    pub fn active(&self) -> Option<usize> {
+        self.default_order.first().copied()
+    }
+
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.regions.iter().position(|r| &*r.name == name)
+    }
+
+    pub fn write_region(&self) -> Option<usize> {
+        self.regions.iter().position(|r| r.write)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(name: &str, priority: u32, state: RegionState, stable: bool) -> RegionView {
+        RegionView {
+            name: name.into(),
+            priority,
+            state,
+            write: false,
+            serviceable: matches!(state, RegionState::Healthy | RegionState::Fault),
+            stable,
+        }
+    }
+
+    #[test]
+    fn stable_regions_first_then_recovering_ones() {
+        let snap = HealthSnapshot::new(vec![
+            view("a", 0, RegionState::Healthy, false),
+            view("b", 1, RegionState::Healthy, true),
+            view("c", 2, RegionState::Unhealthy, false),
+        ]);
+        assert_eq!(snap.default_order, vec![1, 0]);
+        assert_eq!(snap.active(), Some(1));
+    }
+
+    #[test]
+    fn nothing_serviceable_means_try_all_but_drained() {
+        let snap = HealthSnapshot::new(vec![
+            view("a", 0, RegionState::Unhealthy, false),
+            view("b", 1, RegionState::Drained, false),
+            view("c", 2, RegionState::Ejected, false),
+        ]);
+        assert_eq!(snap.default_order, vec![0, 2]);
+    }
+}

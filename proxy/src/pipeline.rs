@@ -1,0 +1,323 @@
+//! One request: decide -> select -> attempts -> respond.
+//!
+//! Read top to bottom: the policy decides, the router orders the regions, the attempt loop
+//! walks that order under `per_try_timeout`, `request_timeout`, `max_attempts` and the retry
+//! budget, and the answer is either a region's response or one the sidecar makes itself.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::{self, HeaderMap};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use tokio::time::{Instant, timeout};
+
+use crate::body::ProxyBody;
+use crate::degraded;
+use crate::error::FailureKind;
+use crate::headers::{self, IDEMPOTENCY_KEY};
+use crate::policy::{Decision, RequestHead, ResponseAction, UnavailableAction};
+use crate::request_body::RequestPayload;
+use crate::retry::may_retry;
+use crate::router;
+use crate::service::Service;
+use crate::upgrade;
+
+/// What the listener knows about the client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    pub tls: bool,
+}
+
+/// The outcome of the attempt loop.
+enum Outcome {
+    /// A region answered (possibly with a 5xx that could not be retried).
+    Answered {
+        region: usize,
+        resp: Response<ProxyBody>,
+    },
+    /// No region answered.
+    Failed { last: Option<FailureKind> },
+}
+
+pub async fn handle(
+    svc: Arc<Service>,
+    mut req: Request<Incoming>,
+    conn: ConnInfo,
+) -> Response<ProxyBody> {
+    // Both framings at once is the classic request-smuggling vector: refuse and close.
+    if req.headers().contains_key(header::TRANSFER_ENCODING)
+        && req.headers().contains_key(header::CONTENT_LENGTH)
+    {
+        let mut resp = degraded::error_response(
+            StatusCode::BAD_REQUEST,
+            "content-length-with-transfer-encoding",
+            0,
+        );
+        resp.headers_mut()
+            .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
+        return resp;
+    }
+    let client_upgrade = headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+    let (parts, body) = req.into_parts();
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_owned();
+    let head = RequestHead {
+        method: &parts.method,
+        path: &path,
+        headers: &parts.headers,
+    };
+
+    let snapshot = svc.health.snapshot_full();
+    let decision = match svc.policy.on_request(&head, &snapshot) {
+        Ok(d) => d,
+        Err(refused) => {
+            tracing::warn!(service = %svc.config.name, plugin = %refused.plugin, "plugin failed closed");
+            return degraded::error_response(StatusCode::SERVICE_UNAVAILABLE, "plugin", 0);
+        }
+    };
+    if let Decision::Local(local) = &decision {
+        return degraded::local_response(local, 0);
+    }
+    let order = router::select(&decision, &snapshot);
+    svc.budget.deposit();
+
+    let deadline = Instant::now() + svc.config.request_timeout;
+    let payload = match RequestPayload::prepare(
+        body,
+        svc.config.retry.buffer_body_limit,
+        deadline,
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(reason) => {
+            return degraded::error_response(StatusCode::BAD_REQUEST, reason, 0);
+        }
+    };
+
+    let mut fwd = parts.headers.clone();
+    let original_host = fwd
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| parts.uri.authority().and_then(|a| a.as_str().parse().ok()));
+    headers::strip_hop_by_hop(&mut fwd, client_upgrade.is_some());
+    let proto = if conn.tls { "https" } else { "http" };
+    headers::add_forwarded(&mut fwd, original_host, conn.remote.ip(), proto);
+
+    let mut attempts = 0u32;
+    let outcome = attempt_loop(&svc, &parts, &fwd, &order, payload, deadline, &mut attempts).await;
+
+    match outcome {
+        Outcome::Answered { region, mut resp } => {
+            let name = &svc.config.regions[region].name;
+            if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                if let Some(client) = client_upgrade {
+                    upgrade::splice(client, &mut resp, name);
+                }
+            } else {
+                headers::strip_hop_by_hop(resp.headers_mut(), false);
+            }
+            degraded::stamp(&mut resp, Some(name), attempts);
+            if svc.policy.wants_responses() {
+                resp = apply_response_action(&svc, &head, name, resp, attempts);
+            }
+            resp
+        }
+        Outcome::Failed { last } => unavailable(&svc, &head, last, attempts),
+    }
+}
+
+async fn attempt_loop(
+    svc: &Service,
+    parts: &http::request::Parts,
+    fwd: &HeaderMap,
+    order: &[usize],
+    mut payload: RequestPayload,
+    deadline: Instant,
+    attempts: &mut u32,
+) -> Outcome {
+    let retry = &svc.config.retry;
+    let has_key = parts.headers.contains_key(IDEMPOTENCY_KEY);
+    // Regions this request found unreachable: a retry never goes back to them.
+    let mut dead = vec![false; svc.upstreams.len()];
+    let mut pos = 0usize;
+    let mut last = None;
+    loop {
+        let Some(&region) = order.get(pos) else {
+            return Outcome::Failed { last };
+        };
+        let Some(body) = payload.next_body() else {
+            return Outcome::Failed { last };
+        };
+        let upstream = &svc.upstreams[region];
+        let now = Instant::now();
+        if now >= deadline {
+            return Outcome::Failed {
+                last: Some(FailureKind::Timeout),
+            };
+        }
+        *attempts += 1;
+        let Ok(uri) = upstream.uri(parts.uri.path_and_query()) else {
+            return Outcome::Failed { last };
+        };
+        let mut request = Request::new(body);
+        *request.uri_mut() = uri;
+        *request.method_mut() = parts.method.clone();
+        *request.headers_mut() = fwd.clone();
+        request
+            .headers_mut()
+            .insert(header::HOST, upstream.host_header().clone());
+
+        let per_try = retry.per_try_timeout.min(deadline - now);
+        let failure = match timeout(per_try, upstream.send(request)).await {
+            Ok(Ok(resp)) if resp.status().is_server_error() => {
+                let status = resp.status().as_u16();
+                svc.health.report_failure(region);
+                let kind = FailureKind::Status(status);
+                if !should_retry(svc, &parts.method, has_key, kind, *attempts, &payload) {
+                    return Outcome::Answered { region, resp };
+                }
+                kind
+            }
+            Ok(Ok(resp)) => {
+                svc.health.report_success(region, now.elapsed());
+                return Outcome::Answered { region, resp };
+            }
+            Ok(Err(err)) => {
+                tracing::debug!(service = %svc.config.name, "attempt {attempts} failed: {err}");
+                svc.health.report_failure(region);
+                err.kind
+            }
+            Err(_) => {
+                tracing::debug!(service = %svc.config.name, region = %upstream.name,
+                    "attempt {attempts} timed out after {per_try:?}");
+                svc.health.report_failure(region);
+                FailureKind::Timeout
+            }
+        };
+        last = Some(failure);
+        if !matches!(failure, FailureKind::Status(_)) {
+            dead[region] = true;
+            if !should_retry(svc, &parts.method, has_key, failure, *attempts, &payload) {
+                return Outcome::Failed { last };
+            }
+        }
+        match next_position(order, pos, &dead, failure.is_region_level()) {
+            Some(next) => pos = next,
+            None => return Outcome::Failed { last },
+        }
+    }
+}
+
+/// Whether attempt number `attempts` may be followed by another. Takes from the budget last,
+/// so only a retry that will really happen spends it.
+fn should_retry(
+    svc: &Service,
+    method: &Method,
+    has_key: bool,
+    kind: FailureKind,
+    attempts: u32,
+    payload: &RequestPayload,
+) -> bool {
+    attempts < svc.config.retry.max_attempts
+        && payload.replayable()
+        && may_retry(method, has_key, kind, &svc.config.retry.retry_on)
+        && svc.budget.try_withdraw()
+}
+
+/// The next region to try: the following one in order for a region-level failure (wrapping
+/// around), the same one otherwise; never a region this request found dead.
+fn next_position(order: &[usize], pos: usize, dead: &[bool], move_on: bool) -> Option<usize> {
+    let start = if move_on { 1 } else { 0 };
+    (start..order.len() + start)
+        .map(|step| (pos + step) % order.len())
+        .find(|&p| !dead[order[p]])
+}
+
+/// No region could serve: a write that may have been applied is reported honestly; anything
+/// else gets the service's degraded answer (or the plugin's).
+fn unavailable(
+    svc: &Service,
+    head: &RequestHead<'_>,
+    last: Option<FailureKind>,
+    attempts: u32,
+) -> Response<ProxyBody> {
+    let idempotent = crate::retry::classify::is_idempotent(head.method)
+        || head.headers.contains_key(IDEMPOTENCY_KEY);
+    match last {
+        Some(kind) if !idempotent && !kind.never_reached_backend() => {
+            let (status, reason) = if kind == FailureKind::Timeout {
+                (StatusCode::GATEWAY_TIMEOUT, "upstream-timeout-write-not-retried")
+            } else {
+                (StatusCode::BAD_GATEWAY, "upstream-reset-write-not-retried")
+            };
+            degraded::error_response(status, reason, attempts)
+        }
+        _ => {
+            match svc.policy.on_unavailable(head) {
+                UnavailableAction::Local(local) => {
+                    let mut resp = degraded::local_response(&local, attempts);
+                    resp.headers_mut().insert(
+                        headers::X_SWITCHYARD_DEGRADED,
+                        header::HeaderValue::from_static("1"),
+                    );
+                    resp
+                }
+                UnavailableAction::Default | UnavailableAction::Stale => {
+                    let reason = match last {
+                        None => "no-region-available",
+                        Some(k) => k.as_str(),
+                    };
+                    degraded::degraded_response(&svc.config.degraded, reason, attempts)
+                }
+            }
+        }
+    }
+}
+
+fn apply_response_action(
+    svc: &Service,
+    head: &RequestHead<'_>,
+    region: &str,
+    mut resp: Response<ProxyBody>,
+    attempts: u32,
+) -> Response<ProxyBody> {
+    match svc
+        .policy
+        .on_response(head, resp.status(), region, resp.headers())
+    {
+        ResponseAction::Pass => resp,
+        ResponseAction::SetHeaders(set) => {
+            for (name, value) in set {
+                if let (Ok(n), Ok(v)) = (
+                    header::HeaderName::from_bytes(name.as_bytes()),
+                    header::HeaderValue::from_str(&value),
+                ) {
+                    resp.headers_mut().insert(n, v);
+                }
+            }
+            resp
+        }
+        ResponseAction::Replace(local) => degraded::local_response(&local, attempts),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::next_position;
+
+    #[test]
+    fn region_level_failures_move_on_and_skip_dead_regions() {
+        let order = [0, 1, 2];
+        assert_eq!(next_position(&order, 0, &[true, false, false], true), Some(1));
+        assert_eq!(next_position(&order, 2, &[false, false, false], true), Some(0));
+        assert_eq!(next_position(&order, 1, &[true, false, true], true), Some(1));
+        assert_eq!(next_position(&order, 1, &[true, true, true], true), None);
+        assert_eq!(next_position(&order, 1, &[false, false, false], false), Some(1));
+    }
+}

@@ -1,0 +1,79 @@
+//! Live reload (SIGHUP, `POST /reload`): re-read config and plugins, swap services in place.
+//!
+//! Everything is built before anything is swapped, so a bad config or plugin changes nothing.
+//! Region health, drains and drill faults carry over for regions that keep their name.
+//! Listener addresses are bound at start and cannot move by reload.
+
+use std::sync::Arc;
+
+use crate::app::AppState;
+use crate::config::{self, Config, ConfigErrors};
+use crate::plugin::{self, PluginErrors};
+use crate::service::{BuildError, Service};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("{0}")]
+    Config(ConfigErrors),
+    #[error("{0}")]
+    Plugin(PluginErrors),
+    #[error("{0}")]
+    Build(BuildError),
+    #[error("{0}")]
+    Listeners(String),
+}
+
+/// Serializes reloads: two at once would race on the slots.
+static RELOAD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+pub async fn reload(state: &AppState) -> Result<(), ReloadError> {
+    let _one_at_a_time = RELOAD.lock().await;
+    let current = state.config.load_full();
+    let next = config::load(&current.source).map_err(ReloadError::Config)?;
+    same_listeners(&current, &next).map_err(ReloadError::Listeners)?;
+
+    let mut built = Vec::with_capacity(next.services.len());
+    for svc in &next.services {
+        let Some(entry) = state.service(&svc.name) else {
+            return Err(ReloadError::Listeners(format!("service {} is new", svc.name)));
+        };
+        let old = entry.slot.load_full();
+        let policy = plugin::build_policy(svc).map_err(ReloadError::Plugin)?;
+        let carried = old.health.export().await;
+        let service = Service::start(Arc::new(svc.clone()), policy, carried.as_ref())
+            .map_err(ReloadError::Build)?;
+        for (i, up) in service.upstreams.iter().enumerate() {
+            if let Some(j) = old.region_index(&service.config.regions[i].name) {
+                up.set_fault(old.upstreams[j].fault().map(|f| (*f).clone()));
+            }
+        }
+        built.push((entry, service));
+    }
+    for (entry, service) in built {
+        // In-flight requests keep the old service alive until they finish.
+        entry.slot.store(Arc::new(service));
+    }
+    state.config.store(Arc::new(next));
+    tracing::info!("config reloaded from {}", current.source.display());
+    Ok(())
+}
+
+fn same_listeners(current: &Config, next: &Config) -> Result<(), String> {
+    let describe = |c: &Config| -> Vec<(String, String, bool)> {
+        let mut v: Vec<_> = c
+            .services
+            .iter()
+            .map(|s| (s.name.clone(), s.listen.to_string(), s.tls.is_some()))
+            .collect();
+        v.sort();
+        v
+    };
+    if current.admin.listen != next.admin.listen || describe(current) != describe(next) {
+        return Err(
+            "reload cannot add or remove services or change listen addresses or listener TLS; \
+             restart switchyard for that"
+                .into(),
+        );
+    }
+    Ok(())
+}

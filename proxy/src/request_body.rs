@@ -1,0 +1,68 @@
+//! The request body as the attempt loop needs it: replayable when small, streamed when large.
+//!
+//! Bodies up to `buffer_body_limit` are read into memory before the first attempt so a retry
+//! can send them again. A larger body streams straight through and its request gets one
+//! attempt: once bytes have left, they cannot be taken back.
+
+use bytes::{Bytes, BytesMut};
+use http_body::Body;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::time::Instant;
+
+use crate::body::ProxyBody;
+
+pub enum RequestPayload {
+    /// Held in memory; every attempt gets a copy (a cheap `Bytes` clone).
+    Replayable(Bytes),
+    /// Streamed; `None` once the first attempt took it.
+    Streaming(Option<ProxyBody>),
+}
+
+impl RequestPayload {
+    /// Reads up to `limit` bytes of the body, by `deadline`. Errors are reasons for a 400.
+    pub async fn prepare(
+        mut body: Incoming,
+        limit: usize,
+        deadline: Instant,
+    ) -> Result<Self, &'static str> {
+        if body.is_end_stream() {
+            return Ok(RequestPayload::Replayable(Bytes::new()));
+        }
+        if body.size_hint().lower() > limit as u64 {
+            return Ok(RequestPayload::Streaming(Some(ProxyBody::Incoming(body))));
+        }
+        let mut buf = BytesMut::new();
+        loop {
+            let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+                Err(_) => return Err("request-body-timeout"),
+                Ok(None) => return Ok(RequestPayload::Replayable(buf.freeze())),
+                Ok(Some(Err(_))) => return Err("request-body-error"),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            // Trailers on a request are rare and not replayable; they are dropped.
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            buf.extend_from_slice(&data);
+            if buf.len() > limit {
+                return Ok(RequestPayload::Streaming(Some(ProxyBody::Prefixed {
+                    prefix: Some(buf.freeze()),
+                    rest: body,
+                })));
+            }
+        }
+    }
+
+    /// The body for the next attempt, or `None` when a streamed body was already sent.
+    pub fn next_body(&mut self) -> Option<ProxyBody> {
+        match self {
+            RequestPayload::Replayable(bytes) => Some(ProxyBody::full(bytes.clone())),
+            RequestPayload::Streaming(body) => body.take(),
+        }
+    }
+
+    pub fn replayable(&self) -> bool {
+        matches!(self, RequestPayload::Replayable(_))
+    }
+}

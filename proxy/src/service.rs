@@ -1,0 +1,109 @@
+//! One service at run time: its regions' clients, health, retry budget and policy.
+//!
+//! A `Service` is immutable once built; reload builds a new one (carrying health over) and
+//! swaps it into the listener's slot, so in-flight requests finish on the one they started with.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::task::JoinHandle;
+
+use crate::config::ServiceConfig;
+use crate::health::active::probe_loop;
+use crate::health::{HealthEvent, HealthHandle, HealthMonitor, HealthMonitorState};
+use crate::policy::{DefaultPolicy, Policy};
+use crate::retry::RetryBudget;
+use crate::upstream::{TlsError, Upstream};
+
+/// Where a listener finds the current version of its service.
+pub type ServiceSlot = Arc<ArcSwap<Service>>;
+
+#[derive(Debug, thiserror::Error)]
+#[error("service {service}, region {region}: {source}")]
+pub struct BuildError {
+    pub service: String,
+    pub region: String,
+    pub source: Box<TlsError>,
+}
+
+pub struct Service {
+    pub config: Arc<ServiceConfig>,
+    /// Index-aligned with `config.regions`.
+    pub upstreams: Vec<Arc<Upstream>>,
+    pub health: HealthHandle,
+    pub budget: RetryBudget,
+    pub policy: Arc<dyn Policy>,
+    probes: Vec<JoinHandle<()>>,
+    monitor: std::sync::Mutex<Option<JoinHandle<HealthMonitorState>>>,
+}
+
+impl Service {
+    /// Builds clients (reading TLS files) and starts the health monitor and probe loops.
+    /// Must run inside a tokio runtime.
+    pub fn start(
+        config: Arc<ServiceConfig>,
+        policy: Option<Arc<dyn Policy>>,
+        previous: Option<&HealthMonitorState>,
+    ) -> Result<Service, BuildError> {
+        let mut upstreams = Vec::with_capacity(config.regions.len());
+        for region in &config.regions {
+            let up = Upstream::new(region, config.retry.per_try_timeout).map_err(|source| {
+                BuildError {
+                    service: config.name.clone(),
+                    region: region.name.clone(),
+                    source: Box::new(source),
+                }
+            })?;
+            upstreams.push(Arc::new(up));
+        }
+        let (monitor, health, events) = HealthMonitor::new(config.clone(), previous);
+        let monitor = tokio::spawn(monitor.run(events));
+        let probes = upstreams
+            .iter()
+            .enumerate()
+            .map(|(i, up)| {
+                tokio::spawn(probe_loop(
+                    i,
+                    up.clone(),
+                    config.health.clone(),
+                    health.event_sender(),
+                ))
+            })
+            .collect();
+        Ok(Service {
+            budget: RetryBudget::new(config.retry.budget_ratio, config.retry.min_retries_per_sec),
+            policy: policy.unwrap_or_else(|| Arc::new(DefaultPolicy)),
+            config,
+            upstreams,
+            health,
+            probes,
+            monitor: std::sync::Mutex::new(Some(monitor)),
+        })
+    }
+
+    pub fn region_index(&self, name: &str) -> Option<usize> {
+        self.config.regions.iter().position(|r| r.name == name)
+    }
+
+    /// Stops probes and the monitor, returning region health for the service that replaces it.
+    pub async fn stop(&self) -> Option<HealthMonitorState> {
+        for p in &self.probes {
+            p.abort();
+        }
+        let monitor = self.monitor.lock().ok()?.take()?;
+        self.health.send(HealthEvent::Stop).await;
+        monitor.await.ok()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        for p in &self.probes {
+            p.abort();
+        }
+        if let Ok(mut m) = self.monitor.lock()
+            && let Some(m) = m.take() {
+                m.abort();
+            }
+    }
+}

@@ -1,0 +1,193 @@
+//! One pooled HTTP client per region (HTTP/1.1, HTTP/2 via ALPN, TLS via rustls), with the
+//! drill switchboard's faults applied at the point where a real outage would show.
+
+pub mod fault;
+pub mod tls;
+
+use std::error::Error as StdError;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderValue, Request, Response, Uri};
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls_pki_types::ServerName;
+
+use crate::body::ProxyBody;
+use crate::config::RegionConfig;
+use crate::error::{Error, FailureKind};
+use fault::{Fault, FaultCounter, FaultEffect};
+pub use tls::TlsError;
+
+type HttpsClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
+
+/// A region's client and its address.
+pub struct Upstream {
+    pub name: Arc<str>,
+    client: HttpsClient,
+    scheme: Scheme,
+    authority: Authority,
+    base_path: String,
+    host_header: HeaderValue,
+    fault: ArcSwapOption<Fault>,
+    fault_counter: FaultCounter,
+}
+
+impl Upstream {
+    /// Builds the client; reads TLS files, so it runs at load time, never per request.
+    pub fn new(region: &RegionConfig, connect_timeout: Duration) -> Result<Self, TlsError> {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(connect_timeout));
+        http.set_keepalive(Some(Duration::from_secs(60)));
+
+        let tls = tls::client_config(region.tls.as_ref())?;
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http();
+        let builder = match region.tls.as_ref().and_then(|t| t.server_name.clone()) {
+            Some(name) => {
+                let name = ServerName::try_from(name).map_err(|e| {
+                    TlsError::Rustls(rustls::Error::General(format!("server_name: {e}")))
+                })?;
+                builder.with_server_name_resolver(FixedServerNameResolver::new(name))
+            }
+            None => builder,
+        };
+        let connector = builder.enable_all_versions().wrap_connector(http);
+
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .http2_keep_alive_interval(Some(Duration::from_secs(30)))
+            .http2_adaptive_window(true)
+            .set_host(false)
+            .build(connector);
+
+        let host_header = HeaderValue::from_str(region.authority.as_str())
+            .map_err(|e| TlsError::Rustls(rustls::Error::General(format!("authority: {e}"))))?;
+        Ok(Upstream {
+            name: region.name.as_str().into(),
+            client,
+            scheme: region.scheme.clone(),
+            authority: region.authority.clone(),
+            base_path: region.base_path.clone(),
+            host_header,
+            fault: ArcSwapOption::empty(),
+            fault_counter: FaultCounter::default(),
+        })
+    }
+
+    /// The region's URI for a request path: only the configured scheme and authority are ever
+    /// used, whatever the client sent (the sidecar is never an open proxy).
+    pub fn uri(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
+        let pq = path_and_query.map_or("/", |pq| pq.as_str());
+        let builder = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone());
+        if self.base_path.is_empty() {
+            builder.path_and_query(pq).build()
+        } else {
+            builder
+                .path_and_query(format!("{}{}", self.base_path, pq))
+                .build()
+        }
+    }
+
+    /// The `Host` header value for this region.
+    pub fn host_header(&self) -> &HeaderValue {
+        &self.host_header
+    }
+
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        self.fault.store(fault.map(Arc::new));
+    }
+
+    pub fn fault(&self) -> Option<Arc<Fault>> {
+        self.fault.load_full()
+    }
+
+    /// Sends one attempt and waits for the response head.
+    pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<ProxyBody>, Error> {
+        if let Some(fault) = self.fault.load().as_deref() {
+            match fault.effect(&self.fault_counter) {
+                FaultEffect::None => {}
+                FaultEffect::Refuse => {
+                    return Err(Error::new(
+                        FailureKind::Connect,
+                        &self.name,
+                        "connection refused (drill fault: down)",
+                    ));
+                }
+                FaultEffect::Respond(status) => {
+                    let mut resp = Response::new(ProxyBody::Empty);
+                    *resp.status_mut() = status;
+                    return Ok(resp);
+                }
+                FaultEffect::Delay(d) => tokio::time::sleep(d).await,
+            }
+        }
+        match self.client.request(req).await {
+            Ok(resp) => Ok(resp.map(ProxyBody::Incoming)),
+            Err(err) => {
+                let kind = classify(&err);
+                Err(Error::new(kind, &self.name, error_chain(&err)))
+            }
+        }
+    }
+}
+
+/// Decides from the error chain whether the request may have reached the region.
+fn classify(err: &hyper_util::client::legacy::Error) -> FailureKind {
+    if err.is_connect() {
+        return FailureKind::Connect;
+    }
+    let mut source: Option<&(dyn StdError + 'static)> = err.source();
+    let mut kind = FailureKind::Other;
+    while let Some(e) = source {
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            if h2.reason() == Some(h2::Reason::REFUSED_STREAM) {
+                return FailureKind::RefusedStream;
+            }
+            if h2.is_io() || h2.is_go_away() || h2.is_reset() {
+                kind = FailureKind::Reset;
+            }
+        }
+        if let Some(h) = e.downcast_ref::<hyper::Error>()
+            && (h.is_incomplete_message() || h.is_closed() || h.is_canceled()) {
+                kind = FailureKind::Reset;
+            }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+            ) {
+                kind = FailureKind::Reset;
+            }
+        }
+        source = e.source();
+    }
+    kind
+}
+
+/// The error and its causes on one line, so a log reader sees e.g. the certificate problem.
+pub fn error_chain(err: &dyn StdError) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let s = e.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        source = e.source();
+    }
+    text
+}
