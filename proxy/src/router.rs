@@ -1,6 +1,6 @@
 //! (Decision, snapshot) -> the ordered regions a request will try.
 
-use crate::health::{HealthSnapshot, RegionState};
+use crate::health::HealthSnapshot;
 use crate::policy::Decision;
 
 /// Region indexes in attempt order. Small and inline: services have a handful of regions.
@@ -23,10 +23,11 @@ pub fn select(decision: &Decision, snapshot: &HealthSnapshot) -> Order {
             }
             order
         }
-        // A pin is tried even when health says no (health can lag); only a drain stops it.
+        // A pin never falls through to another region: an unusable pinned region means the
+        // request is unavailable, which the plugin can answer in `on-unavailable`.
         Decision::Pin(name) => snapshot
             .index_of(name)
-            .filter(|&i| snapshot.regions[i].state != RegionState::Drained)
+            .filter(|&i| snapshot.regions[i].serviceable)
             .into_iter()
             .collect(),
     }
@@ -35,7 +36,7 @@ pub fn select(decision: &Decision, snapshot: &HealthSnapshot) -> Order {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::RegionView;
+    use crate::health::{RegionState, RegionView};
 
     fn snap(states: &[(&str, RegionState)]) -> HealthSnapshot {
         HealthSnapshot::new(
@@ -67,10 +68,15 @@ mod tests {
     }
 
     #[test]
-    fn pin_goes_only_to_its_region_unless_drained() {
-        let s = snap(&[("a", RegionState::Unhealthy), ("b", RegionState::Drained)]);
+    fn pin_goes_only_to_its_region_and_only_when_serviceable() {
+        let s = snap(&[
+            ("a", RegionState::Healthy),
+            ("b", RegionState::Drained),
+            ("c", RegionState::Unhealthy),
+        ]);
         assert_eq!(select(&Decision::Pin("a".into()), &s), vec![0]);
         assert!(select(&Decision::Pin("b".into()), &s).is_empty());
+        assert!(select(&Decision::Pin("c".into()), &s).is_empty());
         assert!(select(&Decision::Pin("nope".into()), &s).is_empty());
     }
 }

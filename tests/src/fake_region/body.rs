@@ -1,0 +1,145 @@
+//! Bodies of the fake region: a hashing pass-through for request bodies and a deterministic source.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use sha2::{Digest, Sha256};
+
+/// Boxed error of every body in the harness.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Chunk size of `/bytes/N` responses: small enough that a large body is many frames.
+const PATTERN_CHUNK: usize = 16 * 1024;
+
+/// The byte at `offset` of every deterministic body (`/bytes/N`, [`pattern_bytes`]).
+/// 251 is prime, so the pattern does not line up with power-of-two chunk sizes.
+fn pattern_byte(offset: u64) -> u8 {
+    (offset % 251) as u8
+}
+
+/// The first `n` bytes of the deterministic content `/bytes/N` serves.
+pub fn pattern_bytes(n: usize) -> Vec<u8> {
+    (0..n as u64).map(pattern_byte).collect()
+}
+
+/// Hex SHA-256 of `data`, in the format of `x-fake-body-sha256`.
+pub fn sha256_hex(data: &[u8]) -> String {
+    format!("{:x}", Sha256::digest(data))
+}
+
+/// Streams `len` deterministic bytes in chunks, with an exact size hint.
+pub struct PatternBody {
+    pos: u64,
+    len: u64,
+}
+
+impl PatternBody {
+    pub fn new(len: u64) -> Self {
+        Self { pos: 0, len }
+    }
+}
+
+impl Body for PatternBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.pos >= self.len {
+            return Poll::Ready(None);
+        }
+        let n = (self.len - self.pos).min(PATTERN_CHUNK as u64);
+        let chunk: Vec<u8> = (self.pos..self.pos + n).map(pattern_byte).collect();
+        self.pos += n;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pos >= self.len
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.len - self.pos)
+    }
+}
+
+type OnDone = Box<dyn FnOnce(u64, String) + Send + Sync>;
+
+/// Passes a body through while hashing it; calls `on_done(len, sha256_hex)` once the body
+/// has been read to its end (not when it is dropped half-read).
+pub struct HashingBody<B> {
+    inner: B,
+    hasher: Sha256,
+    len: u64,
+    on_done: Option<OnDone>,
+}
+
+impl<B: Body<Data = Bytes> + Unpin> HashingBody<B> {
+    pub fn new(inner: B, on_done: impl FnOnce(u64, String) + Send + Sync + 'static) -> Self {
+        let mut body = Self {
+            inner,
+            hasher: Sha256::new(),
+            len: 0,
+            on_done: Some(Box::new(on_done)),
+        };
+        // An empty body may never be polled: report it now.
+        if body.inner.is_end_stream() {
+            body.finish();
+        }
+        body
+    }
+
+    fn finish(&mut self) {
+        if let Some(done) = self.on_done.take() {
+            let digest = std::mem::take(&mut self.hasher).finalize();
+            done(self.len, format!("{digest:x}"));
+        }
+    }
+}
+
+impl<B> Body for HashingBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                this.finish();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.hasher.update(data);
+                    this.len += data.len() as u64;
+                }
+                // hyper stops polling once `is_end_stream` says so, so finish eagerly.
+                if this.inner.is_end_stream() {
+                    this.finish();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,208 @@
+//! Failover and failback under load: a killed primary, a blackholed primary.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use switchyard_tests::{FakeRegion, Mode, ProxyProcess, TestConfig, eventually, http1_client};
+use tokio::sync::watch;
+
+/// One response as a load client saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    at: Instant,
+    region: Option<String>,
+    ok: bool,
+    attempts: u32,
+    latency: Duration,
+}
+
+/// `clients` concurrent keep-alive clients sending GETs until stopped (or 60 s at most).
+fn load(url: String, clients: usize, stop: watch::Receiver<bool>) -> Arc<Mutex<Vec<Seen>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    for _ in 0..clients {
+        let (url, seen, stop) = (url.clone(), seen.clone(), stop.clone());
+        tokio::spawn(async move {
+            let client = http1_client().with_timeout(Duration::from_secs(10));
+            let started = Instant::now();
+            for _ in 0..100_000 {
+                if *stop.borrow() || started.elapsed() > Duration::from_secs(60) {
+                    break;
+                }
+                let t0 = Instant::now();
+                let resp = client.get(&url).await;
+                let s = match resp {
+                    Ok(r) => Seen {
+                        at: Instant::now(),
+                        region: r.region().map(str::to_owned),
+                        ok: r.status.is_success(),
+                        attempts: r
+                            .header("x-switchyard-attempts")
+                            .and_then(|a| a.parse().ok())
+                            .unwrap_or(0),
+                        latency: t0.elapsed(),
+                    },
+                    Err(_) => Seen {
+                        at: Instant::now(),
+                        region: None,
+                        ok: false,
+                        attempts: 0,
+                        latency: t0.elapsed(),
+                    },
+                };
+                seen.lock().expect("lock").push(s);
+                // A short pause keeps 16 clients from starving the 2-core machine.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
+    }
+    seen
+}
+
+fn first_from(seen: &[Seen], region: &str, after: Instant) -> Option<Instant> {
+    seen.iter()
+        .filter(|s| s.at >= after && s.region.as_deref() == Some(region))
+        .map(|s| s.at)
+        .min()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_primary_fails_over_with_zero_errors_and_fails_back_after_stable_for() {
+    let west = FakeRegion::new("westus").start().await;
+    let east = FakeRegion::new("northeurope").start().await;
+    let config = TestConfig::new(&[&west, &east]).service(
+        r#"
+[services.failback]
+stable_for = "1s"
+[services.outlier]
+consecutive_failures = 3
+base_ejection = "500ms"
+[services.retry]
+per_try_timeout = "1s"
+"#,
+    );
+    let proxy = ProxyProcess::start(&config.render()).await.expect("proxy starts");
+    let (stop_tx, stop) = watch::channel(false);
+    let seen = load(config.url("/orders"), 16, stop);
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    west.kill().await;
+    let killed_at = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    west.restart().await;
+    let restarted_at = Instant::now();
+    let back = eventually(Duration::from_secs(15), Duration::from_millis(50), || {
+        let seen = seen.clone();
+        async move { first_from(&seen.lock().expect("lock"), "westus", restarted_at).is_some() }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let _ = stop_tx.send(true);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let seen = seen.lock().expect("lock").clone();
+    let failed: Vec<_> = seen.iter().filter(|s| !s.ok).collect();
+    assert!(failed.is_empty(), "{} of {} requests failed: {:?}\n{}", failed.len(), seen.len(), failed.first(), proxy.logs());
+    assert!(seen.len() > 200, "enough traffic to mean something: {}", seen.len());
+
+    let to_east = first_from(&seen, "northeurope", killed_at).expect("traffic moved to northeurope");
+    let failover = to_east.duration_since(killed_at);
+    assert!(failover < Duration::from_millis(500), "failover took {failover:?}");
+
+    assert!(back, "westus serves again after restart\n{}", proxy.logs());
+    let failback = first_from(&seen, "westus", restarted_at)
+        .expect("westus again")
+        .duration_since(restarted_at);
+    assert!(failback >= Duration::from_secs(1), "failback must wait for stable_for, took {failback:?}");
+    assert!(failback < Duration::from_secs(10), "failback took {failback:?}");
+    let between = seen
+        .iter()
+        .filter(|s| s.at > killed_at + Duration::from_millis(100) && s.at < restarted_at + Duration::from_secs(1));
+    assert!(
+        between.clone().all(|s| s.region.as_deref() == Some("northeurope")),
+        "only northeurope serves while westus is down or proving itself"
+    );
+    println!(
+        "requests {} failover {:?} failback {:?} east served {}",
+        seen.len(),
+        failover,
+        failback,
+        east.requests()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blackholed_primary_costs_one_per_try_timeout_then_is_ejected() {
+    let west = FakeRegion::new("westus").start().await;
+    let east = FakeRegion::new("northeurope").start().await;
+    let config = TestConfig::new(&[&west, &east]).service(
+        r#"
+[services.health]
+interval = "5s"
+timeout = "100ms"
+[services.outlier]
+consecutive_failures = 2
+base_ejection = "30s"
+[services.retry]
+per_try_timeout = "300ms"
+"#,
+    );
+    let proxy = ProxyProcess::start(&config.render()).await.expect("proxy starts");
+    let client = http1_client();
+    let warm = client.get(&config.url("/")).await.expect("warm-up");
+    assert_eq!(warm.region(), Some("westus"));
+
+    west.set_mode(Mode::Blackhole).await;
+    let (stop_tx, stop) = watch::channel(false);
+    let blackholed_at = Instant::now();
+    let seen = load(config.url("/orders"), 4, stop);
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let _ = stop_tx.send(true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let seen = seen.lock().expect("lock").clone();
+    assert!(seen.iter().all(|s| s.ok), "every GET succeeded\n{}", proxy.logs());
+    let slowest = seen.iter().map(|s| s.latency).max().expect("requests");
+    assert!(
+        slowest < Duration::from_millis(300 + 700),
+        "slowest request {slowest:?} should be about one per_try_timeout"
+    );
+    // Once ejected, requests go straight to the secondary in one attempt.
+    let late: Vec<_> = seen
+        .iter()
+        .filter(|s| s.at > blackholed_at + Duration::from_millis(1000))
+        .collect();
+    assert!(!late.is_empty());
+    assert!(late.iter().all(|s| s.attempts == 1 && s.region.as_deref() == Some("northeurope")));
+    assert!(seen.iter().any(|s| s.attempts == 2), "the first requests were retried");
+    let state = proxy.region_state("orders", "westus").await.expect("status");
+    assert_eq!(state.as_deref(), Some("ejected"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn active_health_checks_fail_over_and_back_without_traffic() {
+    let west = FakeRegion::new("westus").start().await;
+    let east = FakeRegion::new("northeurope").start().await;
+    let config = TestConfig::new(&[&west, &east]).service("[services.failback]\nstable_for = \"300ms\"");
+    let proxy = ProxyProcess::start(&config.render()).await.expect("proxy starts");
+    west.set_health_status(Some(503));
+    let unhealthy = eventually(Duration::from_secs(5), Duration::from_millis(50), || async {
+        proxy.region_state("orders", "westus").await.ok().flatten().as_deref() == Some("unhealthy")
+    })
+    .await;
+    assert!(unhealthy, "two failed probes mark westus unhealthy\n{}", proxy.logs());
+    let status = proxy.status().await.expect("status");
+    let regions = &status["services"][0]["regions"];
+    assert_eq!(regions[1]["active"], true, "{status}");
+    let resp = http1_client().get(&config.url("/")).await.expect("GET");
+    assert_eq!(resp.region(), Some("northeurope"));
+
+    west.set_health_status(None);
+    let healthy = eventually(Duration::from_secs(5), Duration::from_millis(50), || async {
+        let s = proxy.status().await.ok();
+        s.is_some_and(|s| s["services"][0]["regions"][0]["active"] == true)
+    })
+    .await;
+    assert!(healthy, "westus is active again after recovering\n{}", proxy.logs());
+    let resp = http1_client().get(&config.url("/")).await.expect("GET");
+    assert_eq!(resp.region(), Some("westus"));
+}
