@@ -4,7 +4,7 @@
 //! The modules below, in the order a request meets them.
 //!
 //! - [`config`]: TOML -> validated [`config::Config`], every error with `FILE:LINE:COL`.
-//! - [`app`], [`server`]: listeners (HTTP/1.1, h2c, TLS with ALPN), graceful drain.
+//! - [`app`], [`server`], [`framing`]: listeners (HTTP/1.1, h2c, TLS with ALPN), graceful drain.
 //! - [`pipeline`]: one request: decide -> select -> attempts -> respond.
 //! - [`policy`], [`plugin`]: who decides where a request goes (built-in or WebAssembly).
 //! - [`router`]: decision + health snapshot -> ordered regions.
@@ -24,6 +24,7 @@ pub mod config;
 pub mod degraded;
 pub mod demo;
 pub mod error;
+pub mod framing;
 pub mod headers;
 pub mod health;
 pub mod pipeline;

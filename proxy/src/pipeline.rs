@@ -46,19 +46,6 @@ pub async fn handle(
     mut req: Request<Incoming>,
     conn: ConnInfo,
 ) -> Response<ProxyBody> {
-    // Both framings at once is the classic request-smuggling vector: refuse and close.
-    if req.headers().contains_key(header::TRANSFER_ENCODING)
-        && req.headers().contains_key(header::CONTENT_LENGTH)
-    {
-        let mut resp = degraded::error_response(
-            StatusCode::BAD_REQUEST,
-            "content-length-with-transfer-encoding",
-            0,
-        );
-        resp.headers_mut()
-            .insert(header::CONNECTION, header::HeaderValue::from_static("close"));
-        return resp;
-    }
     let client_upgrade = headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let path = parts

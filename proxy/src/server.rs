@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ServerTls;
+use crate::framing;
 use crate::pipeline::{self, ConnInfo};
 use crate::service::ServiceSlot;
 use crate::upstream::tls::{TlsError, provider, read_cert_chain, read_key};
@@ -94,7 +95,12 @@ pub async fn serve(
                 tls: tls.is_some(),
             };
             match tls {
-                None => serve_conn(stream, info, slot, &builder, watcher).await,
+                None => {
+                    let mut stream = stream;
+                    if framing::admit(&mut stream).await {
+                        serve_conn(stream, info, slot, &builder, watcher).await;
+                    }
+                }
                 Some(acceptor) => {
                     let handshake =
                         tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));

@@ -35,6 +35,7 @@ pub struct Upstream {
     host_header: HeaderValue,
     fault: ArcSwapOption<Fault>,
     fault_counter: FaultCounter,
+    tls_warning: RateLimit,
 }
 
 impl Upstream {
@@ -81,6 +82,7 @@ impl Upstream {
             host_header,
             fault: ArcSwapOption::empty(),
             fault_counter: FaultCounter::default(),
+            tls_warning: RateLimit::default(),
         })
     }
 
@@ -137,7 +139,13 @@ impl Upstream {
             Ok(resp) => Ok(resp.map(ProxyBody::Incoming)),
             Err(err) => {
                 let kind = classify(&err);
-                Err(Error::new(kind, &self.name, error_chain(&err)))
+                let error = Error::new(kind, &self.name, error_chain(&err));
+                if is_tls_failure(&err) && self.tls_warning.due() {
+                    // A certificate problem is a configuration problem: say so loudly, once
+                    // in a while, not once per request.
+                    tracing::warn!(region = %self.name, "TLS to region failed: {}", error.detail);
+                }
+                Err(error)
             }
         }
     }
@@ -175,6 +183,44 @@ fn classify(err: &hyper_util::client::legacy::Error) -> FailureKind {
         source = e.source();
     }
     kind
+}
+
+/// True when a rustls error is somewhere in the chain. TLS errors arrive wrapped in
+/// `io::Error`s (twice, through tokio-rustls and hyper-rustls), and `io::Error::source` skips
+/// the wrapped error, so the walk descends with `get_ref` there.
+fn is_tls_failure(err: &(dyn StdError + 'static)) -> bool {
+    let mut current: Option<&(dyn StdError + 'static)> = Some(err);
+    for _ in 0..16 {
+        let Some(e) = current else {
+            return false;
+        };
+        if e.is::<rustls::Error>() {
+            return true;
+        }
+        current = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => io.get_ref().map(|inner| inner as &(dyn StdError + 'static)),
+            None => e.source(),
+        };
+    }
+    false
+}
+
+/// Lets a log line through at most once per ten seconds.
+#[derive(Default)]
+struct RateLimit(std::sync::atomic::AtomicU64);
+
+impl RateLimit {
+    fn due(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let now = START.get_or_init(std::time::Instant::now).elapsed().as_secs() + 10;
+        let last = self.0.load(Ordering::Relaxed);
+        now >= last + 10
+            && self
+                .0
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
 }
 
 /// The error and its causes on one line, so a log reader sees e.g. the certificate problem.

@@ -1,0 +1,150 @@
+//! The command line: `check` errors with positions, exit codes, signals, degraded answers.
+
+use std::time::{Duration, Instant};
+
+use switchyard_tests::{
+    FakeRegion, ProxyProcess, TestConfig, free_port, http1_client, run_check,
+};
+
+#[tokio::test]
+async fn check_accepts_a_good_config() {
+    let west = FakeRegion::new("westus").start().await;
+    let east = FakeRegion::new("northeurope").start().await;
+    let config = TestConfig::new(&[&west, &east]).render();
+    let (code, stdout, stderr) = run_check(&config).await.expect("check runs");
+    assert_eq!(code, 0, "stdout: {stdout}\nstderr: {stderr}");
+}
+
+#[tokio::test]
+async fn check_reports_every_error_with_its_line_and_column() {
+    let config = r#"shutdown_grace = "10 seconds"
+
+[[services]]
+name = "orders"
+listen = "127.0.0.1:8080"
+retry_atempts = 3
+
+[services.retry]
+max_attempts = 0
+
+[[services.regions]]
+name = "westus"
+url = "ftp://westus.example.com"
+write = true
+
+[[services.regions]]
+name = "westus"
+url = "http://127.0.0.1:9002"
+write = true
+"#;
+    let (code, _stdout, stderr) = run_check(config).await.expect("check runs");
+    assert_eq!(code, 1, "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    let expect = [
+        "switchyard.toml:1:18:",  // bad duration, at the value
+        "switchyard.toml:6:1:",   // unknown key, at the key
+        "switchyard.toml:9:16:",  // max_attempts out of range, at the value
+        "switchyard.toml:13:7:",  // bad URL scheme, at the value
+        "switchyard.toml:17:8:",  // duplicate region name, at the second one
+        "switchyard.toml:19:9:",  // second write region
+    ];
+    for prefix in expect {
+        assert!(
+            lines.iter().any(|l| l.starts_with(prefix)),
+            "missing an error at {prefix}\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("retry_atempts"), "{stderr}");
+}
+
+#[tokio::test]
+async fn check_reports_a_missing_file_and_a_non_loopback_admin_without_token() {
+    let config = r#"
+[admin]
+listen = "0.0.0.0:9901"
+token_env = "SWITCHYARD_TEST_TOKEN_THAT_IS_NOT_SET"
+
+[[services]]
+name = "orders"
+listen = "127.0.0.1:8080"
+tls = { cert = "missing.pem", key = "missing.key" }
+
+[[services.regions]]
+name = "westus"
+url = "http://127.0.0.1:9001"
+"#;
+    let (code, _stdout, stderr) = run_check(config).await.expect("check runs");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(stderr.contains("switchyard.toml:3:10:") && stderr.contains("not loopback"), "{stderr}");
+    assert!(stderr.contains("file not found") && stderr.contains("missing.pem"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_taken_port_exits_with_code_2_and_says_why() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").port();
+    let config = format!(
+        r#"
+[admin]
+listen = "127.0.0.1:{admin}"
+[[services]]
+name = "orders"
+listen = "127.0.0.1:{port}"
+[[services.regions]]
+name = "westus"
+url = "http://127.0.0.1:9"
+"#,
+        admin = free_port()
+    );
+    let mut proxy = ProxyProcess::spawn(&config).expect("spawn");
+    let status = proxy.wait_exit(Duration::from_secs(10)).await.expect("exits");
+    assert_eq!(status.code(), Some(2));
+    assert!(proxy.stderr().contains("address already in use"), "{}", proxy.logs());
+}
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
+    let west = FakeRegion::new("westus").slow(Duration::from_millis(800)).start().await;
+    let config = TestConfig::new(&[&west]).service("[services.health]\ninterval = \"30s\"");
+    let mut proxy = ProxyProcess::start(&config.render()).await.expect("proxy starts");
+    let url = config.url("/slow");
+    let in_flight = tokio::spawn(async move { http1_client().get(&url).await });
+    assert!(west.wait_for_requests(1, Duration::from_secs(5)).await, "request reached the region");
+    let sent = Instant::now();
+    proxy.terminate().expect("SIGTERM");
+    let resp = in_flight.await.expect("task").expect("in-flight request completes");
+    assert_eq!(resp.status.as_u16(), 200, "{}", proxy.logs());
+    let status = proxy.wait_exit(Duration::from_secs(10)).await.expect("exits");
+    assert_eq!(status.code(), Some(0), "{}", proxy.logs());
+    assert!(sent.elapsed() < Duration::from_secs(5));
+    // Stopped accepting: new connections are refused.
+    let after = http1_client().with_timeout(Duration::from_secs(2)).get(&config.url("/")).await;
+    assert!(after.is_err());
+}
+
+#[tokio::test]
+async fn no_region_left_gets_the_configured_degraded_answer() {
+    let west = FakeRegion::new("westus").start().await;
+    let east = FakeRegion::new("northeurope").start().await;
+    let config = TestConfig::new(&[&west, &east]).service(
+        r#"
+[services.degraded]
+status = 503
+body = "orders are paused; try again soon"
+content_type = "text/plain; charset=utf-8"
+retry_after = "20s"
+"#,
+    );
+    let proxy = ProxyProcess::start(&config.render()).await.expect("proxy starts");
+    west.kill().await;
+    east.kill().await;
+    let started = Instant::now();
+    let resp = http1_client().get(&config.url("/orders")).await.expect("an answer");
+    assert!(started.elapsed() < Duration::from_secs(3), "no hang");
+    assert_eq!(resp.status.as_u16(), 503, "{}", proxy.logs());
+    assert_eq!(resp.text(), "orders are paused; try again soon");
+    assert_eq!(resp.header("retry-after"), Some("20"));
+    assert_eq!(resp.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(resp.header("x-switchyard-degraded"), Some("1"));
+    assert!(resp.header("x-switchyard-attempts").is_some());
+}

@@ -1,0 +1,265 @@
+//! What crosses the proxy: TLS to regions, h2 both ways, WebSocket, large streamed bodies,
+//! forwarding headers, and malformed or hostile requests.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use http::{Method, Version};
+use switchyard_tests::{
+    FakeRegion, ProxyProcess, TestConfig, TestPki, channel_body, free_port, h2c_client, http1_client,
+    pattern_bytes, raw_http, sha256_hex,
+};
+use tokio_tungstenite::tungstenite::Message;
+
+fn tls_config(admin: u16, port: u16, region: &FakeRegion, tls: &str) -> String {
+    format!(
+        r#"
+[admin]
+listen = "127.0.0.1:{admin}"
+[[services]]
+name = "orders"
+listen = "127.0.0.1:{port}"
+[services.health]
+interval = "30s"
+[[services.regions]]
+name = "secure"
+url = "{url}"
+write = true
+tls = {tls}
+"#,
+        url = region.url()
+    )
+}
+
+#[tokio::test]
+async fn https_region_with_private_ca_over_h2_and_mtls() {
+    let pki = TestPki::new();
+    let region = FakeRegion::new("secure").tls(&pki).require_client_cert().start().await;
+    let (admin, port) = (free_port(), free_port());
+    let dir = ProxyProcess::new_dir().expect("dir");
+    pki.copy_to(dir.path()).expect("copy PEM files");
+    let tls = r#"{ ca_file = "ca.pem", client_cert = "client.pem", client_key = "client.key" }"#;
+    let proxy = ProxyProcess::builder(&tls_config(admin, port, &region, tls))
+        .dir(dir)
+        .start()
+        .await
+        .expect("proxy starts");
+    let resp = http1_client()
+        .get(&format!("http://127.0.0.1:{port}/orders"))
+        .await
+        .expect("GET");
+    assert_eq!(resp.status.as_u16(), 200, "{}", proxy.logs());
+    assert_eq!(resp.header("x-fake-version"), Some("HTTP/2.0"), "ALPN chose h2");
+    assert_eq!(resp.header("x-fake-scheme"), Some("https"));
+    assert_eq!(resp.region(), Some("secure"));
+}
+
+#[tokio::test]
+async fn a_region_certificate_from_an_unknown_ca_is_refused_with_a_clear_error() {
+    let pki = TestPki::new();
+    let other = TestPki::new();
+    let region = FakeRegion::new("secure").tls(&pki).start().await;
+    let (admin, port) = (free_port(), free_port());
+    let dir = ProxyProcess::new_dir().expect("dir");
+    std::fs::copy(other.ca_pem(), dir.path().join("ca.pem")).expect("copy CA");
+    let proxy = ProxyProcess::builder(&tls_config(admin, port, &region, r#"{ ca_file = "ca.pem" }"#))
+        .dir(dir)
+        .start()
+        .await
+        .expect("proxy starts");
+    let resp = http1_client()
+        .get(&format!("http://127.0.0.1:{port}/orders"))
+        .await
+        .expect("GET");
+    assert_eq!(resp.status.as_u16(), 503);
+    assert_eq!(resp.header("x-switchyard-error"), Some("connect-failure"));
+    assert_eq!(region.requests(), 0, "no request crossed an unverified connection");
+    let logs = proxy.logs();
+    assert!(
+        logs.contains("TLS to region failed") && logs.contains("invalid peer certificate"),
+        "the log names the certificate problem:\n{logs}"
+    );
+}
+
+#[tokio::test]
+async fn h2c_downstream_and_forwarding_headers() {
+    let west = FakeRegion::new("westus").start().await;
+    let config = TestConfig::new(&[&west]);
+    let _proxy = ProxyProcess::start(&config.render()).await.expect("proxy starts");
+    let resp = h2c_client()
+        .get_with(
+            &config.url("/orders?id=7"),
+            &[("x-app", "kept"), ("x-forwarded-for", "10.1.2.3")],
+        )
+        .await
+        .expect("h2c GET");
+    assert_eq!(resp.version, Version::HTTP_2);
+    assert_eq!(resp.status.as_u16(), 200);
+    assert_eq!(resp.header("x-switchyard-attempts"), Some("1"));
+    let seen = west.last_request().expect("request");
+    assert_eq!(seen.path, "/orders?id=7");
+    assert_eq!(seen.header("host"), Some(west.authority().as_str()));
+    let original = format!("127.0.0.1:{}", config.port);
+    assert_eq!(seen.header("x-forwarded-host"), Some(original.as_str()));
+    assert_eq!(seen.header("x-forwarded-for"), Some("10.1.2.3, 127.0.0.1"));
+    assert_eq!(seen.header("x-forwarded-proto"), Some("http"));
+    assert_eq!(seen.header("x-app"), Some("kept"));
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_removed_both_ways() {
+    let west = FakeRegion::new("westus")
+        .header("keep-alive", "timeout=5")
+        .header("x-region-private", "1")
+        .start()
+        .await;
+    let config = TestConfig::new(&[&west]);
+    let _proxy = ProxyProcess::start(&config.render()).await.expect("proxy starts");
+    let resp = http1_client()
+        .get_with(
+            &config.url("/"),
+            &[("connection", "x-secret"), ("x-secret", "s"), ("proxy-authorization", "Basic x")],
+        )
+        .await
+        .expect("GET");
+    assert_eq!(resp.status.as_u16(), 200);
+    assert_eq!(resp.header("keep-alive"), None);
+    let seen = west.last_request().expect("request");
+    assert_eq!(seen.header("x-secret"), None, "named in Connection");
+    assert_eq!(seen.header("proxy-authorization"), None);
+}
+
+#[tokio::test]
+async fn ten_mebibyte_bodies_stream_both_ways_intact() {
+    let west = FakeRegion::new("westus").start().await;
+    let config = TestConfig::new(&[&west]);
+    let _proxy = ProxyProcess::start(&config.render()).await.expect("proxy starts");
+    let client = http1_client().with_timeout(Duration::from_secs(60));
+    let size = 10 * 1024 * 1024;
+
+    let upload = bytes::Bytes::from(pattern_bytes(size));
+    let resp = client
+        .request(Method::POST, &config.url("/echo"), &[], upload.clone())
+        .await
+        .expect("upload");
+    assert_eq!(resp.status.as_u16(), 200);
+    assert_eq!(resp.body.len(), size);
+    assert_eq!(resp.body_sha256(), sha256_hex(&upload), "echoed back intact");
+    let seen = west.last_request().expect("request");
+    assert_eq!(seen.body_len, Some(size as u64));
+    assert_eq!(seen.body_sha256.as_deref(), Some(sha256_hex(&upload).as_str()));
+
+    // A chunked upload of unknown length streams through too.
+    let (tx, body) = channel_body();
+    let chunks = upload.clone();
+    tokio::spawn(async move {
+        for chunk in chunks.chunks(256 * 1024) {
+            if tx.send(bytes::Bytes::copy_from_slice(chunk)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let req = http::Request::post(config.url("/echo")).body(body).expect("request");
+    let resp = client.send(req).await.expect("chunked upload");
+    assert_eq!(resp.body_sha256(), sha256_hex(&upload), "chunked echo intact");
+
+    let resp = h2c_client()
+        .with_timeout(Duration::from_secs(60))
+        .get(&config.url(&format!("/bytes/{size}")))
+        .await
+        .expect("download");
+    assert_eq!(resp.body.len(), size);
+    assert_eq!(resp.body_sha256(), sha256_hex(&pattern_bytes(size)));
+}
+
+#[tokio::test]
+async fn websocket_upgrade_is_passed_through() {
+    let west = FakeRegion::new("westus").start().await;
+    let config = TestConfig::new(&[&west]);
+    let _proxy = ProxyProcess::start(&config.render()).await.expect("proxy starts");
+    let url = format!("ws://127.0.0.1:{}/ws", config.port);
+    let (mut ws, resp) = tokio::time::timeout(Duration::from_secs(5), tokio_tungstenite::connect_async(url))
+        .await
+        .expect("in time")
+        .expect("upgrade");
+    assert_eq!(resp.status().as_u16(), 101);
+    assert_eq!(
+        resp.headers().get("x-switchyard-region").and_then(|v| v.to_str().ok()),
+        Some("westus")
+    );
+    for i in 0..3 {
+        ws.send(Message::text(format!("hello {i}"))).await.expect("send");
+        let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("in time")
+            .expect("a message")
+            .expect("ok");
+        assert_eq!(echoed, Message::text(format!("hello {i}")));
+    }
+    ws.close(None).await.expect("close");
+}
+
+#[tokio::test]
+async fn head_and_no_content_responses_have_no_body() {
+    let west = FakeRegion::new("westus").start().await;
+    let config = TestConfig::new(&[&west]);
+    let _proxy = ProxyProcess::start(&config.render()).await.expect("proxy starts");
+    let head = http1_client()
+        .request(Method::HEAD, &config.url("/"), &[], bytes::Bytes::new())
+        .await
+        .expect("HEAD");
+    assert_eq!(head.status.as_u16(), 200);
+    assert!(head.body.is_empty());
+    west.set_mode(switchyard_tests::Mode::Status(204)).await;
+    let raw = raw_http(
+        std::net::SocketAddr::from(([127, 0, 0, 1], config.port)),
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    .await
+    .expect("raw");
+    assert!(raw.starts_with("HTTP/1.1 204"), "{raw}");
+    assert!(!raw.to_ascii_lowercase().contains("transfer-encoding"), "{raw}");
+}
+
+#[tokio::test]
+async fn malformed_and_hostile_requests_get_clean_errors_and_never_reach_elsewhere() {
+    let west = FakeRegion::new("westus").start().await;
+    let config = TestConfig::new(&[&west]);
+    let proxy = ProxyProcess::start(&config.render()).await.expect("proxy starts");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], config.port));
+
+    let garbage = raw_http(addr, b"THIS IS NOT HTTP\r\n\r\n").await.expect("raw");
+    assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
+
+    let mut huge = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 100 * 1024));
+    huge.extend_from_slice(b"\r\n\r\n");
+    let too_large = raw_http(addr, &huge).await.expect("raw");
+    assert!(too_large.starts_with("HTTP/1.1 431"), "{too_large}");
+
+    let smuggle = raw_http(
+        addr,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    )
+    .await
+    .expect("raw");
+    assert!(smuggle.starts_with("HTTP/1.1 400"), "{smuggle}");
+
+    // An absolute-form URI naming another host is served by the configured region only.
+    let absolute = raw_http(
+        addr,
+        b"GET http://evil.example:1234/steal HTTP/1.1\r\nHost: evil.example:1234\r\n\r\n",
+    )
+    .await
+    .expect("raw");
+    assert!(absolute.starts_with("HTTP/1.1 200"), "{absolute}");
+    assert!(absolute.contains("x-switchyard-region: westus"), "{absolute}");
+    let seen = west.last_request().expect("request");
+    assert_eq!(seen.path, "/steal");
+    assert_eq!(seen.header("host"), Some(west.authority().as_str()));
+    assert_eq!(seen.header("x-forwarded-host"), Some("evil.example:1234"));
+
+    // Still alive and serving after all that.
+    let ok = http1_client().get(&config.url("/")).await.expect("GET");
+    assert_eq!(ok.status.as_u16(), 200, "{}", proxy.logs());
+}
