@@ -96,15 +96,25 @@ async fn route(state: &AppState, req: Request<Incoming>) -> AdminResponse {
             }
         }
         (&Method::GET, ["status"]) => json_response(StatusCode::OK, &status(state)),
-        (_, ["healthz"] | ["readyz"] | ["status"]) => method_not_allowed("GET"),
+        (&Method::GET, ["metrics"]) => metrics(req.headers()),
+        (_, ["healthz"] | ["readyz"] | ["status"] | ["metrics"]) => method_not_allowed("GET"),
         (_, ["services", svc, "regions", region, action]) => {
             let allowed = match *action {
                 "drain" | "undrain" => method == Method::POST,
                 "fault" => method == Method::POST || method == Method::DELETE,
-                _ => return error(StatusCode::NOT_FOUND, format!("no admin route {}", req.uri().path())),
+                _ => {
+                    return error(
+                        StatusCode::NOT_FOUND,
+                        format!("no admin route {}", req.uri().path()),
+                    );
+                }
             };
             if !allowed {
-                return method_not_allowed(if *action == "fault" { "POST, DELETE" } else { "POST" });
+                return method_not_allowed(if *action == "fault" {
+                    "POST, DELETE"
+                } else {
+                    "POST"
+                });
             }
             if let Err(resp) = authorize(state, &req) {
                 return resp;
@@ -129,12 +139,59 @@ async fn route(state: &AppState, req: Request<Incoming>) -> AdminResponse {
             failover(state, &svc, body).await
         }
         (_, ["services", _, "failover"]) => method_not_allowed("POST"),
-        _ => error(StatusCode::NOT_FOUND, format!("no admin route {}", req.uri().path())),
+        (&Method::POST, ["reload"]) => {
+            if let Err(resp) = authorize(state, &req) {
+                return resp;
+            }
+            tracing::warn!("admin: reload requested");
+            match crate::reload::reload(state).await {
+                Ok(()) => json_response(StatusCode::OK, &json!({ "reloaded": true })),
+                Err(e) => {
+                    tracing::error!("reload refused, keeping the running config:\n{e}");
+                    let text = e.to_string();
+                    let errors: Vec<&str> = text.lines().collect();
+                    json_response(
+                        StatusCode::BAD_REQUEST,
+                        &json!({ "error": "reload refused; the running config is kept", "errors": errors }),
+                    )
+                }
+            }
+        }
+        (_, ["reload"]) => method_not_allowed("POST"),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            format!("no admin route {}", req.uri().path()),
+        ),
     }
 }
 
+/// Prometheus text, or OpenMetrics when the scraper asks for it (Prometheus itself does).
+fn metrics(headers: &http::HeaderMap) -> AdminResponse {
+    use crate::telemetry::metrics::{OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    let m = crate::telemetry::metrics();
+    let (body, content_type) = if openmetrics {
+        (m.encode(), OPENMETRICS_CONTENT_TYPE)
+    } else {
+        (m.encode_prometheus(), PROMETHEUS_CONTENT_TYPE)
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    resp
+}
+
 fn method_not_allowed(allow: &'static str) -> AdminResponse {
-    let mut resp = error(StatusCode::METHOD_NOT_ALLOWED, format!("method not allowed; use {allow}"));
+    let mut resp = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method not allowed; use {allow}"),
+    );
     resp.headers_mut()
         .insert(header::ALLOW, header::HeaderValue::from_static(allow));
     resp
@@ -156,7 +213,10 @@ fn authorize(state: &AppState, req: &Request<Incoming>) -> Result<(), AdminRespo
         Ok(())
     } else {
         tracing::warn!(path = %req.uri().path(), "admin call refused: missing or wrong bearer token");
-        Err(error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
+        Err(error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token",
+        ))
     }
 }
 
@@ -176,23 +236,30 @@ async fn read_json(req: Request<Incoming>) -> Result<Value, AdminResponse> {
     let body = Limited::new(req.into_body(), MAX_ADMIN_BODY)
         .collect()
         .await
-        .map_err(|_| error(StatusCode::PAYLOAD_TOO_LARGE, "body too large or unreadable"))?
+        .map_err(|_| {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body too large or unreadable",
+            )
+        })?
         .to_bytes();
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Null);
     }
-    serde_json::from_slice(&body).map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")))
+    serde_json::from_slice(&body)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid JSON: {e}")))
 }
 
 fn find(state: &AppState, svc: &str, region: &str) -> Result<(ServiceEntry, usize), AdminResponse> {
     let entry = state
         .service(svc)
         .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("unknown service {svc:?}")))?;
-    let index = entry
-        .slot
-        .load()
-        .region_index(region)
-        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("unknown region {region:?} in service {svc:?}")))?;
+    let index = entry.slot.load().region_index(region).ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            format!("unknown region {region:?} in service {svc:?}"),
+        )
+    })?;
     Ok((entry, index))
 }
 
@@ -210,23 +277,38 @@ async fn region_action(
     };
     let service = entry.slot.load_full();
     let event = match (action, method) {
-        ("drain", _) => HealthEvent::Drain { region: index, drained: true },
-        ("undrain", _) => HealthEvent::Drain { region: index, drained: false },
+        ("drain", _) => HealthEvent::Drain {
+            region: index,
+            drained: true,
+        },
+        ("undrain", _) => HealthEvent::Drain {
+            region: index,
+            drained: false,
+        },
         ("fault", &Method::DELETE) => {
             service.upstreams[index].set_fault(None);
-            HealthEvent::Fault { region: index, faulted: false }
+            HealthEvent::Fault {
+                region: index,
+                faulted: false,
+            }
         }
         _ => match parse_fault(&body) {
             Ok(fault) => {
                 service.upstreams[index].set_fault(Some(fault));
-                HealthEvent::Fault { region: index, faulted: true }
+                HealthEvent::Fault {
+                    region: index,
+                    faulted: true,
+                }
             }
             Err(message) => return error(StatusCode::BAD_REQUEST, message),
         },
     };
     tracing::warn!(service = svc, region, action, method = %method, body = %body, "admin: region {action}");
     service.health.send(event).await;
-    json_response(StatusCode::OK, &json!({ "service": svc, "region": region, "action": action, "ok": true }))
+    json_response(
+        StatusCode::OK,
+        &json!({ "service": svc, "region": region, "action": action, "ok": true }),
+    )
 }
 
 /// Parses the switchboard body: `{"mode":"down"}`, `{"mode":"error","status":503,"percent":100}`,
@@ -241,14 +323,23 @@ fn parse_fault(body: &Value) -> Result<Fault, String> {
         "error" => {
             let status = match body.get("status") {
                 None => 503,
-                Some(v) => v.as_u64().filter(|s| (100..=599).contains(s)).ok_or("\"status\" must be an HTTP status 100-599")?,
+                Some(v) => v
+                    .as_u64()
+                    .filter(|s| (100..=599).contains(s))
+                    .ok_or("\"status\" must be an HTTP status 100-599")?,
             };
             let percent = match body.get("percent") {
                 None => 100,
-                Some(v) => v.as_u64().filter(|p| *p <= 100).ok_or("\"percent\" must be 0-100")?,
+                Some(v) => v
+                    .as_u64()
+                    .filter(|p| *p <= 100)
+                    .ok_or("\"percent\" must be 0-100")?,
             };
             let status = StatusCode::from_u16(status as u16).map_err(|e| e.to_string())?;
-            Ok(Fault::Error { status, percent: percent as u8 })
+            Ok(Fault::Error {
+                status,
+                percent: percent as u8,
+            })
         }
         "delay" => {
             let ms = body
@@ -258,13 +349,18 @@ fn parse_fault(body: &Value) -> Result<Fault, String> {
                 .ok_or("\"delay_ms\" must be a number of milliseconds up to 600000")?;
             Ok(Fault::Delay(Duration::from_millis(ms)))
         }
-        other => Err(format!("unknown fault mode {other:?}: use \"down\", \"error\" or \"delay\"")),
+        other => Err(format!(
+            "unknown fault mode {other:?}: use \"down\", \"error\" or \"delay\""
+        )),
     }
 }
 
 async fn failover(state: &AppState, svc: &str, body: Value) -> AdminResponse {
     let Some(target) = body.get("write_region").and_then(Value::as_str) else {
-        return error(StatusCode::BAD_REQUEST, "body must be {\"write_region\": \"NAME\"}");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "body must be {\"write_region\": \"NAME\"}",
+        );
     };
     let (entry, index) = match find(state, svc, target) {
         Ok(found) => found,
@@ -276,9 +372,32 @@ async fn failover(state: &AppState, svc: &str, body: Value) -> AdminResponse {
         .snapshot()
         .write_region()
         .map(|i| service.config.regions[i].name.clone());
-    tracing::warn!(service = svc, from = previous.as_deref().unwrap_or("none"), to = target, "admin: write region failover");
-    service.health.send(HealthEvent::SetWrite { region: index }).await;
-    json_response(StatusCode::OK, &json!({ "service": svc, "write_region": target, "previous": previous }))
+    tracing::warn!(
+        service = svc,
+        from = previous.as_deref().unwrap_or("none"),
+        to = target,
+        "admin: write region failover"
+    );
+    // New writes wait, in-flight writes finish on the old region, then the new one is published.
+    let health = &service.health;
+    let still_in_flight = service
+        .writes
+        .move_writes(service.config.request_timeout, async {
+            health.send(HealthEvent::SetWrite { region: index }).await;
+            health.sync().await;
+        })
+        .await;
+    if still_in_flight > 0 {
+        tracing::warn!(
+            service = svc,
+            still_in_flight,
+            "write failover: writes still in flight after request_timeout"
+        );
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({ "service": svc, "write_region": target, "previous": previous }),
+    )
 }
 
 fn status(state: &AppState) -> Value {
@@ -334,7 +453,10 @@ mod tests {
         assert_eq!(parse_fault(&json!({"mode": "down"})), Ok(Fault::Down));
         assert_eq!(
             parse_fault(&json!({"mode": "error", "status": 500, "percent": 50})),
-            Ok(Fault::Error { status: StatusCode::INTERNAL_SERVER_ERROR, percent: 50 })
+            Ok(Fault::Error {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                percent: 50
+            })
         );
         assert_eq!(
             parse_fault(&json!({"mode": "delay", "delay_ms": 500})),

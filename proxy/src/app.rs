@@ -55,7 +55,11 @@ pub struct AppState {
 
 impl AppState {
     pub fn service(&self, name: &str) -> Option<ServiceEntry> {
-        self.services.load().iter().find(|s| s.name == name).cloned()
+        self.services
+            .load()
+            .iter()
+            .find(|s| s.name == name)
+            .cloned()
     }
 }
 
@@ -83,15 +87,16 @@ impl App {
             let listener = server::bind(svc.listen, &format!("service {}", svc.name))
                 .await
                 .map_err(StartError::Bind)?;
-            let tls = match &svc.tls {
-                Some(tls) => Some(server::tls_acceptor(tls).map_err(|source| {
-                    StartError::ListenerTls {
-                        service: svc.name.clone(),
-                        source,
-                    }
-                })?),
-                None => None,
-            };
+            let tls =
+                match &svc.tls {
+                    Some(tls) => Some(server::tls_acceptor(tls).map_err(|source| {
+                        StartError::ListenerTls {
+                            service: svc.name.clone(),
+                            source,
+                        }
+                    })?),
+                    None => None,
+                };
             let policy = plugin::build_policy(svc)?;
             let service = Service::start(Arc::new(svc.clone()), policy, None)?;
             let slot: ServiceSlot = Arc::new(ArcSwap::from_pointee(service));
@@ -99,7 +104,11 @@ impl App {
                 name: svc.name.clone(),
                 slot: slot.clone(),
             });
-            bound.push(BoundService { listener, slot, tls });
+            bound.push(BoundService {
+                listener,
+                slot,
+                tls,
+            });
         }
         let state = Arc::new(AppState {
             config: ArcSwap::from_pointee(config),
@@ -136,7 +145,11 @@ impl App {
     /// finish for at most `shutdown_grace`.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let admin = tokio::spawn(admin::serve(self.admin, self.state.clone(), stop_rx.clone()));
+        let admin = tokio::spawn(admin::serve(
+            self.admin,
+            self.state.clone(),
+            stop_rx.clone(),
+        ));
         let mut servers = Vec::new();
         for b in self.bound {
             servers.push(tokio::spawn(server::serve(
@@ -151,7 +164,10 @@ impl App {
         shutdown.await;
 
         let grace = self.state.config.load().shutdown_grace;
-        tracing::info!(grace_ms = grace.as_millis() as u64, "shutting down: draining in-flight requests");
+        tracing::info!(
+            grace_ms = grace.as_millis() as u64,
+            "shutting down: draining in-flight requests"
+        );
         self.state.ready.store(false, Ordering::Release);
         let _ = stop_tx.send(true);
         let drain = async {

@@ -6,7 +6,7 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
@@ -19,7 +19,31 @@ pub enum ProxyBody {
     /// A body streamed from the client or a region.
     Incoming(Incoming),
     /// A body whose first bytes were already read (while trying to buffer it) and the rest streams.
-    Prefixed { prefix: Option<Bytes>, rest: Incoming },
+    Prefixed {
+        prefix: Option<Bytes>,
+        rest: Incoming,
+    },
+    /// A region's body streamed to the client while a copy is kept (for the stale cache).
+    Capture(Box<Capture>),
+}
+
+/// Receives a captured body once it has streamed completely.
+pub type CaptureSink = Box<dyn FnOnce(Bytes) + Send>;
+
+pub struct Capture {
+    inner: Incoming,
+    copy: BytesMut,
+    limit: usize,
+    /// `None` once delivered, or when the body grew past `limit` or failed.
+    sink: Option<CaptureSink>,
+}
+
+impl std::fmt::Debug for Capture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Capture")
+            .field("copied", &self.copy.len())
+            .finish()
+    }
 }
 
 impl ProxyBody {
@@ -29,6 +53,30 @@ impl ProxyBody {
             ProxyBody::Empty
         } else {
             ProxyBody::Full(Some(bytes))
+        }
+    }
+}
+
+impl ProxyBody {
+    /// Streams as before and hands a copy of the whole body to `sink` at its end, unless it is
+    /// larger than `limit` (then nothing is kept and the stream is unaffected).
+    pub fn capture(self, limit: usize, sink: CaptureSink) -> Self {
+        match self {
+            ProxyBody::Incoming(inner) => ProxyBody::Capture(Box::new(Capture {
+                inner,
+                copy: BytesMut::new(),
+                limit,
+                sink: Some(sink),
+            })),
+            ProxyBody::Empty => {
+                sink(Bytes::new());
+                ProxyBody::Empty
+            }
+            ProxyBody::Full(Some(bytes)) if bytes.len() <= limit => {
+                sink(bytes.clone());
+                ProxyBody::Full(Some(bytes))
+            }
+            other => other,
         }
     }
 }
@@ -49,6 +97,36 @@ impl Body for ProxyBody {
                 Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
                 None => Pin::new(rest).poll_frame(cx),
             },
+            ProxyBody::Capture(c) => {
+                let polled = Pin::new(&mut c.inner).poll_frame(cx);
+                match &polled {
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(data) = frame.data_ref() {
+                            if c.sink.is_some() && c.copy.len() + data.len() <= c.limit {
+                                c.copy.extend_from_slice(data);
+                            } else {
+                                c.sink = None;
+                                c.copy = BytesMut::new();
+                            }
+                        }
+                        // hyper stops polling a body of known length once it has all of it,
+                        // so the last frame, not the end of the stream, delivers the copy.
+                        if c.inner.is_end_stream()
+                            && let Some(sink) = c.sink.take()
+                        {
+                            sink(std::mem::take(&mut c.copy).freeze());
+                        }
+                    }
+                    Poll::Ready(None) => {
+                        if let Some(sink) = c.sink.take() {
+                            sink(std::mem::take(&mut c.copy).freeze());
+                        }
+                    }
+                    Poll::Ready(Some(Err(_))) => c.sink = None,
+                    Poll::Pending => {}
+                }
+                polled
+            }
         }
     }
 
@@ -58,6 +136,8 @@ impl Body for ProxyBody {
             ProxyBody::Full(bytes) => bytes.is_none(),
             ProxyBody::Incoming(body) => body.is_end_stream(),
             ProxyBody::Prefixed { prefix, rest } => prefix.is_none() && rest.is_end_stream(),
+            // Polled to the end even when empty, so the copy is delivered.
+            ProxyBody::Capture(c) => c.sink.is_none() && c.inner.is_end_stream(),
         }
     }
 
@@ -78,6 +158,7 @@ impl Body for ProxyBody {
                 }
                 hint
             }
+            ProxyBody::Capture(c) => c.inner.size_hint(),
         }
     }
 }

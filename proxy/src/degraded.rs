@@ -9,14 +9,20 @@ use http::{Response, StatusCode};
 
 use crate::body::ProxyBody;
 use crate::config::DegradedConfig;
-use crate::headers::{X_SWITCHYARD_ATTEMPTS, X_SWITCHYARD_DEGRADED, X_SWITCHYARD_ERROR, X_SWITCHYARD_REGION};
+use crate::headers::{
+    X_SWITCHYARD_ATTEMPTS, X_SWITCHYARD_DEGRADED, X_SWITCHYARD_ERROR, X_SWITCHYARD_REGION,
+};
 use crate::policy::LocalResponse;
 
 /// The region header value on responses no region made.
 const NO_REGION: HeaderValue = HeaderValue::from_static("none");
 
 /// The configured answer for when no region can serve.
-pub fn degraded_response(cfg: &DegradedConfig, reason: &'static str, attempts: u32) -> Response<ProxyBody> {
+pub fn degraded_response(
+    cfg: &DegradedConfig,
+    reason: &'static str,
+    attempts: u32,
+) -> Response<ProxyBody> {
     let mut resp = Response::new(ProxyBody::full(cfg.body.clone()));
     *resp.status_mut() = cfg.status;
     let h = resp.headers_mut();
@@ -24,7 +30,10 @@ pub fn degraded_response(cfg: &DegradedConfig, reason: &'static str, attempts: u
         h.insert(header::CONTENT_TYPE, ct);
     }
     if cfg.retry_after > Duration::ZERO {
-        h.insert(header::RETRY_AFTER, HeaderValue::from(cfg.retry_after.as_secs().max(1)));
+        h.insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(cfg.retry_after.as_secs().max(1)),
+        );
     }
     h.insert(X_SWITCHYARD_DEGRADED, HeaderValue::from_static("1"));
     h.insert(X_SWITCHYARD_ERROR, HeaderValue::from_static(reason));
@@ -37,7 +46,10 @@ pub fn local_response(local: &LocalResponse, attempts: u32) -> Response<ProxyBod
     let mut resp = Response::new(ProxyBody::full(local.body.clone()));
     *resp.status_mut() = local.status;
     for (name, value) in &local.headers {
-        if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
             resp.headers_mut().append(n, v);
         }
     }
@@ -46,7 +58,11 @@ pub fn local_response(local: &LocalResponse, attempts: u32) -> Response<ProxyBod
 }
 
 /// An error the sidecar reports itself (bad request, upstream failure it must not retry, ...).
-pub fn error_response(status: StatusCode, reason: &'static str, attempts: u32) -> Response<ProxyBody> {
+pub fn error_response(
+    status: StatusCode,
+    reason: &'static str,
+    attempts: u32,
+) -> Response<ProxyBody> {
     let mut resp = Response::new(ProxyBody::full(format!("{reason}\n")));
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -59,7 +75,9 @@ pub fn error_response(status: StatusCode, reason: &'static str, attempts: u32) -
 /// Adds `x-switchyard-region` and `x-switchyard-attempts`.
 pub fn stamp<B>(resp: &mut Response<B>, region: Option<&str>, attempts: u32) {
     let h = resp.headers_mut();
-    let region = region.and_then(|r| HeaderValue::from_str(r).ok()).unwrap_or(NO_REGION);
+    let region = region
+        .and_then(|r| HeaderValue::from_str(r).ok())
+        .unwrap_or(NO_REGION);
     h.insert(X_SWITCHYARD_REGION, region);
     h.insert(X_SWITCHYARD_ATTEMPTS, HeaderValue::from(attempts));
 }

@@ -68,10 +68,20 @@ mod tests {
         assert!(ambiguous_head(
             b"POST / HTTP/1.1\r\nTRANSFER-ENCODING: chunked\r\nContent-Length: 4\r\n\r\n"
         ));
-        assert!(!ambiguous_head(b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd"));
+        assert!(!ambiguous_head(
+            b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd"
+        ));
         assert!(!ambiguous_head(
             b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nTransfer-Encoding: x\r\n"
         ));
-        assert_eq!(REFUSAL.len() - REFUSAL.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) - 4, 50);
+        assert_eq!(
+            REFUSAL.len()
+                - REFUSAL
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .unwrap_or(0)
+                - 4,
+            50
+        );
     }
 }

@@ -11,6 +11,13 @@ pub const X_SWITCHYARD_REGION: HeaderName = HeaderName::from_static("x-switchyar
 pub const X_SWITCHYARD_ATTEMPTS: HeaderName = HeaderName::from_static("x-switchyard-attempts");
 pub const X_SWITCHYARD_DEGRADED: HeaderName = HeaderName::from_static("x-switchyard-degraded");
 pub const X_SWITCHYARD_ERROR: HeaderName = HeaderName::from_static("x-switchyard-error");
+/// The headers the sidecar sets on responses; a stored response is kept without them.
+pub const SIDECAR_HEADERS: [HeaderName; 4] = [
+    X_SWITCHYARD_REGION,
+    X_SWITCHYARD_ATTEMPTS,
+    X_SWITCHYARD_DEGRADED,
+    X_SWITCHYARD_ERROR,
+];
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// Headers that describe one connection and must not cross the proxy (RFC 9110 section 7.6.1).
@@ -73,7 +80,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 /// Appends `value` to a comma-separated list header, folding existing lines into one.
 fn append_list(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     let mut joined = String::new();
-    for v in headers.get_all(&name).iter().filter_map(|v| v.to_str().ok()) {
+    for v in headers
+        .get_all(&name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
         joined.push_str(v);
         joined.push_str(", ");
     }
@@ -104,7 +115,10 @@ mod tests {
     #[test]
     fn connection_named_headers_and_hop_by_hop_are_removed() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, x-secret"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
         h.insert("x-secret", HeaderValue::from_static("1"));
         h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         h.insert(header::TE, HeaderValue::from_static("gzip"));

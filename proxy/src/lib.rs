@@ -11,7 +11,8 @@
 //! - [`retry`]: the write-safety rule and the retry budget.
 //! - [`upstream`]: pooled clients per region, rustls, drill faults.
 //! - [`request_body`], [`body`], [`headers`], [`upgrade`]: what crosses the proxy and how.
-//! - [`degraded`]: responses the sidecar makes itself.
+//! - [`degraded`], [`stale`]: responses the sidecar makes itself, the stale-if-error cache.
+//! - [`write_gate`]: manual write-region moves that lose and reorder nothing.
 //! - [`health`]: probes, outlier ejection, failback, the snapshot the data path reads.
 //! - [`admin`], [`reload`], [`signals`]: operating the sidecar.
 //! - [`telemetry`]: logs, traces, metrics.
@@ -37,6 +38,8 @@ pub mod router;
 pub mod server;
 pub mod service;
 pub mod signals;
+pub mod stale;
 pub mod telemetry;
 pub mod upgrade;
 pub mod upstream;
+pub mod write_gate;

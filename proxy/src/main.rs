@@ -92,7 +92,6 @@ fn run(path: &std::path::Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    telemetry::init_logs(config.telemetry.log_format);
     let rt = match runtime(config.workers) {
         Ok(rt) => rt,
         Err(e) => {
@@ -100,7 +99,13 @@ fn run(path: &std::path::Path) -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
-    rt.block_on(async {
+    // Inside the runtime: the trace exporter's connections live on it. The guard flushes the
+    // last spans once serving is over, while the runtime still runs.
+    let telemetry = {
+        let _entered = rt.enter();
+        telemetry::init(&config.telemetry)
+    };
+    let code = rt.block_on(async {
         let app = match App::build(config).await {
             Ok(app) => app,
             Err(e) => {
@@ -111,7 +116,9 @@ fn run(path: &std::path::Path) -> ExitCode {
         let state = app.state();
         app.run(switchyard::signals::until_stopped(state)).await;
         ExitCode::SUCCESS
-    })
+    });
+    drop(telemetry);
+    code
 }
 
 fn demo() -> ExitCode {

@@ -6,11 +6,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::{self, HeaderMap};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tokio::time::{Instant, timeout};
+use tracing::Instrument;
 
 use crate::body::ProxyBody;
 use crate::degraded;
@@ -21,7 +23,10 @@ use crate::request_body::RequestPayload;
 use crate::retry::may_retry;
 use crate::router;
 use crate::service::Service;
+use crate::stale::StaleCache;
+use crate::telemetry::traces;
 use crate::upgrade;
+use crate::write_gate;
 
 /// What the listener knows about the client connection.
 #[derive(Debug, Clone, Copy)]
@@ -41,7 +46,45 @@ enum Outcome {
     Failed { last: Option<FailureKind> },
 }
 
+/// Serves one request inside its server span, and counts it.
 pub async fn handle(
+    svc: Arc<Service>,
+    req: Request<Incoming>,
+    conn: ConnInfo,
+) -> Response<ProxyBody> {
+    let started = Instant::now();
+    let span = traces::server_span(&traces::Incoming {
+        service: &svc.config.name,
+        method: req.method(),
+        uri: req.uri(),
+        version: req.version(),
+        headers: req.headers(),
+        tls: conn.tls,
+        client: conn.remote.ip(),
+    });
+    let resp = respond(svc.clone(), req, conn)
+        .instrument(span.clone())
+        .await;
+    observe(&svc, &span, &resp, started.elapsed());
+    resp
+}
+
+/// Metrics and span attributes of a response, read off the headers the sidecar stamps on
+/// every response (`x-switchyard-region`, `x-switchyard-degraded`, ...).
+fn observe(svc: &Service, span: &tracing::Span, resp: &Response<ProxyBody>, elapsed: Duration) {
+    let headers = resp.headers();
+    let region = headers
+        .get(headers::X_SWITCHYARD_REGION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|name| svc.metrics.region_index(name));
+    svc.metrics.request(region, resp.status().as_u16(), elapsed);
+    if headers.contains_key(headers::X_SWITCHYARD_DEGRADED) {
+        svc.metrics.degraded();
+    }
+    traces::record_response(span, resp.status(), headers);
+}
+
+async fn respond(
     svc: Arc<Service>,
     mut req: Request<Incoming>,
     conn: ConnInfo,
@@ -53,12 +96,32 @@ pub async fn handle(
         .path_and_query()
         .map_or("/", |pq| pq.as_str())
         .to_owned();
+    let authority = parts.uri.authority().map(|a| a.as_str()).or_else(|| {
+        parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+    });
     let head = RequestHead {
+        id: crate::policy::next_request_id(),
         method: &parts.method,
         path: &path,
         headers: &parts.headers,
+        authority,
     };
 
+    let deadline = Instant::now() + svc.config.request_timeout;
+    // Writes wait here while the write region moves, so they route by the new snapshot.
+    let _write = if write_gate::is_write(&parts.method) {
+        match svc.writes.enter(deadline).await {
+            Some(guard) => Some(guard),
+            None => {
+                return degraded::degraded_response(&svc.config.degraded, "write-region-moving", 0);
+            }
+        }
+    } else {
+        None
+    };
     let snapshot = svc.health.snapshot_full();
     let decision = match svc.policy.on_request(&head, &snapshot) {
         Ok(d) => d,
@@ -67,25 +130,20 @@ pub async fn handle(
             return degraded::error_response(StatusCode::SERVICE_UNAVAILABLE, "plugin", 0);
         }
     };
+    traces::decision_event(&decision);
     if let Decision::Local(local) = &decision {
         return degraded::local_response(local, 0);
     }
     let order = router::select(&decision, &snapshot);
     svc.budget.deposit();
 
-    let deadline = Instant::now() + svc.config.request_timeout;
-    let payload = match RequestPayload::prepare(
-        body,
-        svc.config.retry.buffer_body_limit,
-        deadline,
-    )
-    .await
-    {
-        Ok(p) => p,
-        Err(reason) => {
-            return degraded::error_response(StatusCode::BAD_REQUEST, reason, 0);
-        }
-    };
+    let payload =
+        match RequestPayload::prepare(body, svc.config.retry.buffer_body_limit, deadline).await {
+            Ok(p) => p,
+            Err(reason) => {
+                return degraded::error_response(StatusCode::BAD_REQUEST, reason, 0);
+            }
+        };
 
     let mut fwd = parts.headers.clone();
     let original_host = fwd
@@ -112,6 +170,9 @@ pub async fn handle(
             degraded::stamp(&mut resp, Some(name), attempts);
             if svc.policy.wants_responses() {
                 resp = apply_response_action(&svc, &head, name, resp, attempts);
+            }
+            if let Some(cache) = &svc.stale {
+                resp = keep_for_stale(cache, &head, resp);
             }
             resp
         }
@@ -161,7 +222,7 @@ async fn attempt_loop(
             .insert(header::HOST, upstream.host_header().clone());
 
         let per_try = retry.per_try_timeout.min(deadline - now);
-        let failure = match timeout(per_try, upstream.send(request)).await {
+        let failure = match send_attempt(svc, region, *attempts, request, per_try).await {
             Ok(Ok(resp)) if resp.status().is_server_error() => {
                 let status = resp.status().as_u16();
                 svc.health.report_failure(region);
@@ -195,10 +256,52 @@ async fn attempt_loop(
             }
         }
         match next_position(order, pos, &dead, failure.is_region_level()) {
-            Some(next) => pos = next,
+            Some(next) => {
+                if order[next] != region {
+                    let to = &svc.upstreams[order[next]].name;
+                    traces::failover_event(&upstream.name, to, failure);
+                }
+                pos = next;
+            }
             None => return Outcome::Failed { last },
         }
     }
+}
+
+/// Sends one attempt inside its client span, with the trace context injected, and counts it.
+async fn send_attempt(
+    svc: &Service,
+    region: usize,
+    attempt: u32,
+    mut request: Request<ProxyBody>,
+    per_try: Duration,
+) -> Result<Result<Response<ProxyBody>, crate::error::Error>, tokio::time::error::Elapsed> {
+    let upstream = &svc.upstreams[region];
+    if attempt > 1 {
+        svc.metrics.retry();
+    }
+    let span = traces::attempt_span(
+        &upstream.name,
+        attempt,
+        request.method(),
+        upstream.host_header(),
+    );
+    traces::inject(&span, request.headers_mut());
+    let sent = timeout(per_try, upstream.send(request))
+        .instrument(span.clone())
+        .await;
+    let (status, failure) = match &sent {
+        Ok(Ok(resp)) if resp.status().is_server_error() => (
+            Some(resp.status()),
+            Some(FailureKind::Status(resp.status().as_u16())),
+        ),
+        Ok(Ok(resp)) => (Some(resp.status()), None),
+        Ok(Err(err)) => (None, Some(err.kind)),
+        Err(_) => (None, Some(FailureKind::Timeout)),
+    };
+    svc.metrics.attempt(region, failure);
+    traces::record_attempt(&span, status, failure);
+    sent
 }
 
 /// Whether attempt number `attempts` may be followed by another. Takes from the budget last,
@@ -239,32 +342,69 @@ fn unavailable(
     match last {
         Some(kind) if !idempotent && !kind.never_reached_backend() => {
             let (status, reason) = if kind == FailureKind::Timeout {
-                (StatusCode::GATEWAY_TIMEOUT, "upstream-timeout-write-not-retried")
+                (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream-timeout-write-not-retried",
+                )
             } else {
                 (StatusCode::BAD_GATEWAY, "upstream-reset-write-not-retried")
             };
             degraded::error_response(status, reason, attempts)
         }
-        _ => {
-            match svc.policy.on_unavailable(head) {
-                UnavailableAction::Local(local) => {
-                    let mut resp = degraded::local_response(&local, attempts);
-                    resp.headers_mut().insert(
-                        headers::X_SWITCHYARD_DEGRADED,
-                        header::HeaderValue::from_static("1"),
-                    );
-                    resp
-                }
-                UnavailableAction::Default | UnavailableAction::Stale => {
-                    let reason = match last {
-                        None => "no-region-available",
-                        Some(k) => k.as_str(),
-                    };
-                    degraded::degraded_response(&svc.config.degraded, reason, attempts)
-                }
+        _ => match svc.policy.on_unavailable(head) {
+            UnavailableAction::Local(local) => {
+                let mut resp = degraded::local_response(&local, attempts);
+                resp.headers_mut().insert(
+                    headers::X_SWITCHYARD_DEGRADED,
+                    header::HeaderValue::from_static("1"),
+                );
+                resp
             }
-        }
+            UnavailableAction::Default | UnavailableAction::Stale => {
+                if let Some(stale) = serve_stale(svc, head, attempts) {
+                    return stale;
+                }
+                let reason = match last {
+                    None => "no-region-available",
+                    Some(k) => k.as_str(),
+                };
+                degraded::degraded_response(&svc.config.degraded, reason, attempts)
+            }
+        },
     }
+}
+
+/// Keeps a copy of a storable GET response as it streams to the client.
+fn keep_for_stale(
+    cache: &Arc<StaleCache>,
+    head: &RequestHead<'_>,
+    resp: Response<ProxyBody>,
+) -> Response<ProxyBody> {
+    if !StaleCache::should_store(head.method, head.headers, resp.status(), resp.headers()) {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let (cache, path, req_headers) = (cache.clone(), head.path.to_owned(), head.headers.clone());
+    let (status, headers) = (parts.status, parts.headers.clone());
+    let body = body.capture(
+        crate::stale::MAX_ENTRY_BYTES,
+        Box::new(move |bytes| cache.store(path, &req_headers, status, headers, bytes)),
+    );
+    Response::from_parts(parts, body)
+}
+
+/// The stale-if-error answer, when the cache is on and holds one for this request.
+fn serve_stale(
+    svc: &Service,
+    head: &RequestHead<'_>,
+    attempts: u32,
+) -> Option<Response<ProxyBody>> {
+    if *head.method != Method::GET {
+        return None;
+    }
+    let mut resp = svc.stale.as_ref()?.lookup(head.path, head.headers)?;
+    degraded::stamp(&mut resp, None, attempts);
+    Some(resp)
 }
 
 fn apply_response_action(
@@ -301,10 +441,22 @@ mod tests {
     #[test]
     fn region_level_failures_move_on_and_skip_dead_regions() {
         let order = [0, 1, 2];
-        assert_eq!(next_position(&order, 0, &[true, false, false], true), Some(1));
-        assert_eq!(next_position(&order, 2, &[false, false, false], true), Some(0));
-        assert_eq!(next_position(&order, 1, &[true, false, true], true), Some(1));
+        assert_eq!(
+            next_position(&order, 0, &[true, false, false], true),
+            Some(1)
+        );
+        assert_eq!(
+            next_position(&order, 2, &[false, false, false], true),
+            Some(0)
+        );
+        assert_eq!(
+            next_position(&order, 1, &[true, false, true], true),
+            Some(1)
+        );
         assert_eq!(next_position(&order, 1, &[true, true, true], true), None);
-        assert_eq!(next_position(&order, 1, &[false, false, false], false), Some(1));
+        assert_eq!(
+            next_position(&order, 1, &[false, false, false], false),
+            Some(1)
+        );
     }
 }

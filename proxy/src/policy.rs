@@ -10,10 +10,20 @@ use crate::health::HealthSnapshot;
 
 /// What a policy sees of a request. Headers are borrowed, so nothing is copied unless asked.
 pub struct RequestHead<'a> {
+    /// Unique within the process, the same in every hook for one request ([`next_request_id`]).
+    pub id: u64,
     pub method: &'a Method,
     /// Path and query as the client sent them.
     pub path: &'a str,
     pub headers: &'a HeaderMap,
+    /// The authority the client addressed (`:authority`, else `Host`), if any.
+    pub authority: Option<&'a str>,
+}
+
+/// A fresh request id for [`RequestHead::id`].
+pub fn next_request_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A response a policy makes itself instead of forwarding.
@@ -89,6 +99,10 @@ pub trait Policy: Send + Sync {
     fn wants_responses(&self) -> bool {
         false
     }
+
+    /// Hands the policy its service's health once the service starts (plugins report region
+    /// latency from it).
+    fn attach(&self, _health: &crate::health::HealthHandle) {}
 }
 
 /// Routing by priority and health alone.

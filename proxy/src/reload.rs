@@ -35,10 +35,18 @@ pub async fn reload(state: &AppState) -> Result<(), ReloadError> {
     let mut built = Vec::with_capacity(next.services.len());
     for svc in &next.services {
         let Some(entry) = state.service(&svc.name) else {
-            return Err(ReloadError::Listeners(format!("service {} is new", svc.name)));
+            return Err(ReloadError::Listeners(format!(
+                "service {} is new",
+                svc.name
+            )));
         };
         let old = entry.slot.load_full();
-        let policy = plugin::build_policy(svc).map_err(ReloadError::Plugin)?;
+        // Compiling plugins is CPU work of up to a few hundred ms: keep it off the workers.
+        let cfg = svc.clone();
+        let policy = tokio::task::spawn_blocking(move || plugin::build_policy(&cfg))
+            .await
+            .map_err(|e| ReloadError::Plugin(PluginErrors(vec![format!("plugin loading: {e}")])))?
+            .map_err(ReloadError::Plugin)?;
         let carried = old.health.export().await;
         let service = Service::start(Arc::new(svc.clone()), policy, carried.as_ref())
             .map_err(ReloadError::Build)?;

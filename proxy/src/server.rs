@@ -31,7 +31,10 @@ pub async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, std::io::
         } else {
             ""
         };
-        std::io::Error::new(e.kind(), format!("cannot listen on {addr} for {what}: {e}{hint}"))
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot listen on {addr} for {what}: {e}{hint}"),
+        )
     })
 }
 
@@ -105,7 +108,9 @@ pub async fn serve(
                     let handshake =
                         tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
                     match handshake.await {
-                        Ok(Ok(tls_stream)) => serve_conn(tls_stream, info, slot, &builder, watcher).await,
+                        Ok(Ok(tls_stream)) => {
+                            serve_conn(tls_stream, info, slot, &builder, watcher).await
+                        }
                         Ok(Err(e)) => tracing::debug!(%remote, "TLS handshake failed: {e}"),
                         Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
                     }

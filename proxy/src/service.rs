@@ -13,7 +13,10 @@ use crate::health::active::probe_loop;
 use crate::health::{HealthEvent, HealthHandle, HealthMonitor, HealthMonitorState};
 use crate::policy::{DefaultPolicy, Policy};
 use crate::retry::RetryBudget;
+use crate::stale::StaleCache;
+use crate::telemetry::{ServiceMetrics, metrics};
 use crate::upstream::{TlsError, Upstream};
+use crate::write_gate::WriteGate;
 
 /// Where a listener finds the current version of its service.
 pub type ServiceSlot = Arc<ArcSwap<Service>>;
@@ -33,6 +36,12 @@ pub struct Service {
     pub health: HealthHandle,
     pub budget: RetryBudget,
     pub policy: Arc<dyn Policy>,
+    /// Request-path metric recorders, resolved once for this service's regions.
+    pub metrics: ServiceMetrics,
+    /// The stale-if-error cache, when `degraded.stale_if_error` is on.
+    pub stale: Option<Arc<StaleCache>>,
+    /// Holds writes while the write region moves (`POST /services/{svc}/failover`).
+    pub writes: WriteGate,
     probes: Vec<JoinHandle<()>>,
     monitor: std::sync::Mutex<Option<JoinHandle<HealthMonitorState>>>,
 }
@@ -57,6 +66,8 @@ impl Service {
             upstreams.push(Arc::new(up));
         }
         let (monitor, health, events) = HealthMonitor::new(config.clone(), previous);
+        let policy = policy.unwrap_or_else(|| Arc::new(DefaultPolicy));
+        policy.attach(&health);
         let monitor = tokio::spawn(monitor.run(events));
         let probes = upstreams
             .iter()
@@ -72,7 +83,12 @@ impl Service {
             .collect();
         Ok(Service {
             budget: RetryBudget::new(config.retry.budget_ratio, config.retry.min_retries_per_sec),
-            policy: policy.unwrap_or_else(|| Arc::new(DefaultPolicy)),
+            policy,
+            stale: (!config.degraded.stale_if_error.is_zero())
+                .then(|| Arc::new(StaleCache::new(config.degraded.stale_if_error))),
+            writes: WriteGate::default(),
+            metrics: metrics()
+                .service(&config.name, config.regions.iter().map(|r| r.name.as_str())),
             config,
             upstreams,
             health,
@@ -102,8 +118,9 @@ impl Drop for Service {
             p.abort();
         }
         if let Ok(mut m) = self.monitor.lock()
-            && let Some(m) = m.take() {
-                m.abort();
-            }
+            && let Some(m) = m.take()
+        {
+            m.abort();
+        }
     }
 }

@@ -5,7 +5,9 @@
 //! - [`fake_region`]: `FakeRegion`, a real HTTP/1.1 + HTTP/2 (+ TLS, WebSocket) server on
 //!   127.0.0.1 whose failure mode a test switches at runtime, and which counts and logs what
 //!   it received.
+//! - [`otlp`]: `FakeCollector`, an OTLP trace receiver (gRPC or HTTP) that keeps the spans.
 //! - [`pki`]: `TestPki`, a throwaway CA with server and client certificates as PEM files.
+//! - [`plugins`]: the plugin components (shipped and fault-test ones), built once per process.
 //! - [`proxy`]: `ProxyProcess`, the `switchyard` binary run as a child with a temp-dir config.
 //! - [`cli`]: where the binary is, and one-shot commands (`run_check`, `run_command`).
 //! - [`configs`]: `TestConfig`, one service in front of fake regions with fast timers.
@@ -35,7 +37,9 @@ pub mod cli;
 pub mod client;
 pub mod configs;
 pub mod fake_region;
+pub mod otlp;
 pub mod pki;
+pub mod plugins;
 pub mod proxy;
 pub mod template;
 pub mod wait;
@@ -49,7 +53,9 @@ pub use client::{
 pub use fake_region::{
     FakeRegion, FakeRegionBuilder, Mode, RecordedRequest, pattern_bytes, sha256_hex,
 };
+pub use otlp::{CollectedSpan, FakeCollector};
 pub use pki::TestPki;
+pub use plugins::{copy_plugin, plugin};
 pub use proxy::{ProxyBuilder, ProxyProcess};
 pub use template::{free_port, render};
 pub use wait::{eventually, wait_until};

@@ -2,9 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use switchyard_tests::{
-    FakeRegion, ProxyProcess, TestConfig, free_port, http1_client, run_check,
-};
+use switchyard_tests::{FakeRegion, ProxyProcess, TestConfig, free_port, http1_client, run_check};
 
 #[tokio::test]
 async fn check_accepts_a_good_config() {
@@ -41,12 +39,12 @@ write = true
     assert_eq!(code, 1, "{stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
     let expect = [
-        "switchyard.toml:1:18:",  // bad duration, at the value
-        "switchyard.toml:6:1:",   // unknown key, at the key
-        "switchyard.toml:9:16:",  // max_attempts out of range, at the value
-        "switchyard.toml:13:7:",  // bad URL scheme, at the value
-        "switchyard.toml:17:8:",  // duplicate region name, at the second one
-        "switchyard.toml:19:9:",  // second write region
+        "switchyard.toml:1:18:", // bad duration, at the value
+        "switchyard.toml:6:1:",  // unknown key, at the key
+        "switchyard.toml:9:16:", // max_attempts out of range, at the value
+        "switchyard.toml:13:7:", // bad URL scheme, at the value
+        "switchyard.toml:17:8:", // duplicate region name, at the second one
+        "switchyard.toml:19:9:", // second write region
     ];
     for prefix in expect {
         assert!(
@@ -75,8 +73,14 @@ url = "http://127.0.0.1:9001"
 "#;
     let (code, _stdout, stderr) = run_check(config).await.expect("check runs");
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.contains("switchyard.toml:3:10:") && stderr.contains("not loopback"), "{stderr}");
-    assert!(stderr.contains("file not found") && stderr.contains("missing.pem"), "{stderr}");
+    assert!(
+        stderr.contains("switchyard.toml:3:10:") && stderr.contains("not loopback"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("file not found") && stderr.contains("missing.pem"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
@@ -97,28 +101,52 @@ url = "http://127.0.0.1:9"
         admin = free_port()
     );
     let mut proxy = ProxyProcess::spawn(&config).expect("spawn");
-    let status = proxy.wait_exit(Duration::from_secs(10)).await.expect("exits");
+    let status = proxy
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .expect("exits");
     assert_eq!(status.code(), Some(2));
-    assert!(proxy.stderr().contains("address already in use"), "{}", proxy.logs());
+    assert!(
+        proxy.stderr().contains("address already in use"),
+        "{}",
+        proxy.logs()
+    );
 }
 
 #[tokio::test]
 async fn sigterm_lets_in_flight_requests_finish_then_exits_0() {
-    let west = FakeRegion::new("westus").slow(Duration::from_millis(800)).start().await;
+    let west = FakeRegion::new("westus")
+        .slow(Duration::from_millis(800))
+        .start()
+        .await;
     let config = TestConfig::new(&[&west]).service("[services.health]\ninterval = \"30s\"");
-    let mut proxy = ProxyProcess::start(&config.render()).await.expect("proxy starts");
+    let mut proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
     let url = config.url("/slow");
     let in_flight = tokio::spawn(async move { http1_client().get(&url).await });
-    assert!(west.wait_for_requests(1, Duration::from_secs(5)).await, "request reached the region");
+    assert!(
+        west.wait_for_requests(1, Duration::from_secs(5)).await,
+        "request reached the region"
+    );
     let sent = Instant::now();
     proxy.terminate().expect("SIGTERM");
-    let resp = in_flight.await.expect("task").expect("in-flight request completes");
+    let resp = in_flight
+        .await
+        .expect("task")
+        .expect("in-flight request completes");
     assert_eq!(resp.status.as_u16(), 200, "{}", proxy.logs());
-    let status = proxy.wait_exit(Duration::from_secs(10)).await.expect("exits");
+    let status = proxy
+        .wait_exit(Duration::from_secs(10))
+        .await
+        .expect("exits");
     assert_eq!(status.code(), Some(0), "{}", proxy.logs());
     assert!(sent.elapsed() < Duration::from_secs(5));
     // Stopped accepting: new connections are refused.
-    let after = http1_client().with_timeout(Duration::from_secs(2)).get(&config.url("/")).await;
+    let after = http1_client()
+        .with_timeout(Duration::from_secs(2))
+        .get(&config.url("/"))
+        .await;
     assert!(after.is_err());
 }
 
@@ -135,16 +163,24 @@ content_type = "text/plain; charset=utf-8"
 retry_after = "20s"
 "#,
     );
-    let proxy = ProxyProcess::start(&config.render()).await.expect("proxy starts");
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
     west.kill().await;
     east.kill().await;
     let started = Instant::now();
-    let resp = http1_client().get(&config.url("/orders")).await.expect("an answer");
+    let resp = http1_client()
+        .get(&config.url("/orders"))
+        .await
+        .expect("an answer");
     assert!(started.elapsed() < Duration::from_secs(3), "no hang");
     assert_eq!(resp.status.as_u16(), 503, "{}", proxy.logs());
     assert_eq!(resp.text(), "orders are paused; try again soon");
     assert_eq!(resp.header("retry-after"), Some("20"));
-    assert_eq!(resp.header("content-type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(
+        resp.header("content-type"),
+        Some("text/plain; charset=utf-8")
+    );
     assert_eq!(resp.header("x-switchyard-degraded"), Some("1"));
     assert!(resp.header("x-switchyard-attempts").is_some());
 }

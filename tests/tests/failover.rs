@@ -80,7 +80,9 @@ base_ejection = "500ms"
 per_try_timeout = "1s"
 "#,
     );
-    let proxy = ProxyProcess::start(&config.render()).await.expect("proxy starts");
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
     let (stop_tx, stop) = watch::channel(false);
     let seen = load(config.url("/orders"), 16, stop);
 
@@ -101,24 +103,48 @@ per_try_timeout = "1s"
 
     let seen = seen.lock().expect("lock").clone();
     let failed: Vec<_> = seen.iter().filter(|s| !s.ok).collect();
-    assert!(failed.is_empty(), "{} of {} requests failed: {:?}\n{}", failed.len(), seen.len(), failed.first(), proxy.logs());
-    assert!(seen.len() > 200, "enough traffic to mean something: {}", seen.len());
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed: {:?}\n{}",
+        failed.len(),
+        seen.len(),
+        failed.first(),
+        proxy.logs()
+    );
+    assert!(
+        seen.len() > 200,
+        "enough traffic to mean something: {}",
+        seen.len()
+    );
 
-    let to_east = first_from(&seen, "northeurope", killed_at).expect("traffic moved to northeurope");
+    let to_east =
+        first_from(&seen, "northeurope", killed_at).expect("traffic moved to northeurope");
     let failover = to_east.duration_since(killed_at);
-    assert!(failover < Duration::from_millis(500), "failover took {failover:?}");
+    assert!(
+        failover < Duration::from_millis(500),
+        "failover took {failover:?}"
+    );
 
     assert!(back, "westus serves again after restart\n{}", proxy.logs());
     let failback = first_from(&seen, "westus", restarted_at)
         .expect("westus again")
         .duration_since(restarted_at);
-    assert!(failback >= Duration::from_secs(1), "failback must wait for stable_for, took {failback:?}");
-    assert!(failback < Duration::from_secs(10), "failback took {failback:?}");
-    let between = seen
-        .iter()
-        .filter(|s| s.at > killed_at + Duration::from_millis(100) && s.at < restarted_at + Duration::from_secs(1));
     assert!(
-        between.clone().all(|s| s.region.as_deref() == Some("northeurope")),
+        failback >= Duration::from_secs(1),
+        "failback must wait for stable_for, took {failback:?}"
+    );
+    assert!(
+        failback < Duration::from_secs(10),
+        "failback took {failback:?}"
+    );
+    let between = seen.iter().filter(|s| {
+        s.at > killed_at + Duration::from_millis(100)
+            && s.at < restarted_at + Duration::from_secs(1)
+    });
+    assert!(
+        between
+            .clone()
+            .all(|s| s.region.as_deref() == Some("northeurope")),
         "only northeurope serves while westus is down or proving itself"
     );
     println!(
@@ -146,7 +172,9 @@ base_ejection = "30s"
 per_try_timeout = "300ms"
 "#,
     );
-    let proxy = ProxyProcess::start(&config.render()).await.expect("proxy starts");
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
     let client = http1_client();
     let warm = client.get(&config.url("/")).await.expect("warm-up");
     assert_eq!(warm.region(), Some("westus"));
@@ -160,7 +188,11 @@ per_try_timeout = "300ms"
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let seen = seen.lock().expect("lock").clone();
-    assert!(seen.iter().all(|s| s.ok), "every GET succeeded\n{}", proxy.logs());
+    assert!(
+        seen.iter().all(|s| s.ok),
+        "every GET succeeded\n{}",
+        proxy.logs()
+    );
     let slowest = seen.iter().map(|s| s.latency).max().expect("requests");
     assert!(
         slowest < Duration::from_millis(300 + 700),
@@ -172,9 +204,18 @@ per_try_timeout = "300ms"
         .filter(|s| s.at > blackholed_at + Duration::from_millis(1000))
         .collect();
     assert!(!late.is_empty());
-    assert!(late.iter().all(|s| s.attempts == 1 && s.region.as_deref() == Some("northeurope")));
-    assert!(seen.iter().any(|s| s.attempts == 2), "the first requests were retried");
-    let state = proxy.region_state("orders", "westus").await.expect("status");
+    assert!(
+        late.iter()
+            .all(|s| s.attempts == 1 && s.region.as_deref() == Some("northeurope"))
+    );
+    assert!(
+        seen.iter().any(|s| s.attempts == 2),
+        "the first requests were retried"
+    );
+    let state = proxy
+        .region_state("orders", "westus")
+        .await
+        .expect("status");
     assert_eq!(state.as_deref(), Some("ejected"));
 }
 
@@ -182,14 +223,31 @@ per_try_timeout = "300ms"
 async fn active_health_checks_fail_over_and_back_without_traffic() {
     let west = FakeRegion::new("westus").start().await;
     let east = FakeRegion::new("northeurope").start().await;
-    let config = TestConfig::new(&[&west, &east]).service("[services.failback]\nstable_for = \"300ms\"");
-    let proxy = ProxyProcess::start(&config.render()).await.expect("proxy starts");
+    let config =
+        TestConfig::new(&[&west, &east]).service("[services.failback]\nstable_for = \"300ms\"");
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
     west.set_health_status(Some(503));
-    let unhealthy = eventually(Duration::from_secs(5), Duration::from_millis(50), || async {
-        proxy.region_state("orders", "westus").await.ok().flatten().as_deref() == Some("unhealthy")
-    })
+    let unhealthy = eventually(
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        || async {
+            proxy
+                .region_state("orders", "westus")
+                .await
+                .ok()
+                .flatten()
+                .as_deref()
+                == Some("unhealthy")
+        },
+    )
     .await;
-    assert!(unhealthy, "two failed probes mark westus unhealthy\n{}", proxy.logs());
+    assert!(
+        unhealthy,
+        "two failed probes mark westus unhealthy\n{}",
+        proxy.logs()
+    );
     let status = proxy.status().await.expect("status");
     let regions = &status["services"][0]["regions"];
     assert_eq!(regions[1]["active"], true, "{status}");
@@ -197,12 +255,20 @@ async fn active_health_checks_fail_over_and_back_without_traffic() {
     assert_eq!(resp.region(), Some("northeurope"));
 
     west.set_health_status(None);
-    let healthy = eventually(Duration::from_secs(5), Duration::from_millis(50), || async {
-        let s = proxy.status().await.ok();
-        s.is_some_and(|s| s["services"][0]["regions"][0]["active"] == true)
-    })
+    let healthy = eventually(
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        || async {
+            let s = proxy.status().await.ok();
+            s.is_some_and(|s| s["services"][0]["regions"][0]["active"] == true)
+        },
+    )
     .await;
-    assert!(healthy, "westus is active again after recovering\n{}", proxy.logs());
+    assert!(
+        healthy,
+        "westus is active again after recovering\n{}",
+        proxy.logs()
+    );
     let resp = http1_client().get(&config.url("/")).await.expect("GET");
     assert_eq!(resp.region(), Some("westus"));
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use http::{Method, Version};
 use switchyard_tests::{
-    FakeRegion, ProxyProcess, TestConfig, TestPki, channel_body, free_port, h2c_client, http1_client,
-    pattern_bytes, raw_http, sha256_hex,
+    FakeRegion, ProxyProcess, TestConfig, TestPki, channel_body, free_port, h2c_client,
+    http1_client, pattern_bytes, raw_http, sha256_hex,
 };
 use tokio_tungstenite::tungstenite::Message;
 
@@ -34,7 +34,11 @@ tls = {tls}
 #[tokio::test]
 async fn https_region_with_private_ca_over_h2_and_mtls() {
     let pki = TestPki::new();
-    let region = FakeRegion::new("secure").tls(&pki).require_client_cert().start().await;
+    let region = FakeRegion::new("secure")
+        .tls(&pki)
+        .require_client_cert()
+        .start()
+        .await;
     let (admin, port) = (free_port(), free_port());
     let dir = ProxyProcess::new_dir().expect("dir");
     pki.copy_to(dir.path()).expect("copy PEM files");
@@ -49,7 +53,11 @@ async fn https_region_with_private_ca_over_h2_and_mtls() {
         .await
         .expect("GET");
     assert_eq!(resp.status.as_u16(), 200, "{}", proxy.logs());
-    assert_eq!(resp.header("x-fake-version"), Some("HTTP/2.0"), "ALPN chose h2");
+    assert_eq!(
+        resp.header("x-fake-version"),
+        Some("HTTP/2.0"),
+        "ALPN chose h2"
+    );
     assert_eq!(resp.header("x-fake-scheme"), Some("https"));
     assert_eq!(resp.region(), Some("secure"));
 }
@@ -62,18 +70,27 @@ async fn a_region_certificate_from_an_unknown_ca_is_refused_with_a_clear_error()
     let (admin, port) = (free_port(), free_port());
     let dir = ProxyProcess::new_dir().expect("dir");
     std::fs::copy(other.ca_pem(), dir.path().join("ca.pem")).expect("copy CA");
-    let proxy = ProxyProcess::builder(&tls_config(admin, port, &region, r#"{ ca_file = "ca.pem" }"#))
-        .dir(dir)
-        .start()
-        .await
-        .expect("proxy starts");
+    let proxy = ProxyProcess::builder(&tls_config(
+        admin,
+        port,
+        &region,
+        r#"{ ca_file = "ca.pem" }"#,
+    ))
+    .dir(dir)
+    .start()
+    .await
+    .expect("proxy starts");
     let resp = http1_client()
         .get(&format!("http://127.0.0.1:{port}/orders"))
         .await
         .expect("GET");
     assert_eq!(resp.status.as_u16(), 503);
     assert_eq!(resp.header("x-switchyard-error"), Some("connect-failure"));
-    assert_eq!(region.requests(), 0, "no request crossed an unverified connection");
+    assert_eq!(
+        region.requests(),
+        0,
+        "no request crossed an unverified connection"
+    );
     let logs = proxy.logs();
     assert!(
         logs.contains("TLS to region failed") && logs.contains("invalid peer certificate"),
@@ -85,7 +102,9 @@ async fn a_region_certificate_from_an_unknown_ca_is_refused_with_a_clear_error()
 async fn h2c_downstream_and_forwarding_headers() {
     let west = FakeRegion::new("westus").start().await;
     let config = TestConfig::new(&[&west]);
-    let _proxy = ProxyProcess::start(&config.render()).await.expect("proxy starts");
+    let _proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
     let resp = h2c_client()
         .get_with(
             &config.url("/orders?id=7"),
@@ -114,11 +133,17 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
         .start()
         .await;
     let config = TestConfig::new(&[&west]);
-    let _proxy = ProxyProcess::start(&config.render()).await.expect("proxy starts");
+    let _proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
     let resp = http1_client()
         .get_with(
             &config.url("/"),
-            &[("connection", "x-secret"), ("x-secret", "s"), ("proxy-authorization", "Basic x")],
+            &[
+                ("connection", "x-secret"),
+                ("x-secret", "s"),
+                ("proxy-authorization", "Basic x"),
+            ],
         )
         .await
         .expect("GET");
@@ -133,7 +158,9 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
 async fn ten_mebibyte_bodies_stream_both_ways_intact() {
     let west = FakeRegion::new("westus").start().await;
     let config = TestConfig::new(&[&west]);
-    let _proxy = ProxyProcess::start(&config.render()).await.expect("proxy starts");
+    let _proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
     let client = http1_client().with_timeout(Duration::from_secs(60));
     let size = 10 * 1024 * 1024;
 
@@ -144,10 +171,17 @@ async fn ten_mebibyte_bodies_stream_both_ways_intact() {
         .expect("upload");
     assert_eq!(resp.status.as_u16(), 200);
     assert_eq!(resp.body.len(), size);
-    assert_eq!(resp.body_sha256(), sha256_hex(&upload), "echoed back intact");
+    assert_eq!(
+        resp.body_sha256(),
+        sha256_hex(&upload),
+        "echoed back intact"
+    );
     let seen = west.last_request().expect("request");
     assert_eq!(seen.body_len, Some(size as u64));
-    assert_eq!(seen.body_sha256.as_deref(), Some(sha256_hex(&upload).as_str()));
+    assert_eq!(
+        seen.body_sha256.as_deref(),
+        Some(sha256_hex(&upload).as_str())
+    );
 
     // A chunked upload of unknown length streams through too.
     let (tx, body) = channel_body();
@@ -159,9 +193,15 @@ async fn ten_mebibyte_bodies_stream_both_ways_intact() {
             }
         }
     });
-    let req = http::Request::post(config.url("/echo")).body(body).expect("request");
+    let req = http::Request::post(config.url("/echo"))
+        .body(body)
+        .expect("request");
     let resp = client.send(req).await.expect("chunked upload");
-    assert_eq!(resp.body_sha256(), sha256_hex(&upload), "chunked echo intact");
+    assert_eq!(
+        resp.body_sha256(),
+        sha256_hex(&upload),
+        "chunked echo intact"
+    );
 
     let resp = h2c_client()
         .with_timeout(Duration::from_secs(60))
@@ -176,19 +216,28 @@ async fn ten_mebibyte_bodies_stream_both_ways_intact() {
 async fn websocket_upgrade_is_passed_through() {
     let west = FakeRegion::new("westus").start().await;
     let config = TestConfig::new(&[&west]);
-    let _proxy = ProxyProcess::start(&config.render()).await.expect("proxy starts");
-    let url = format!("ws://127.0.0.1:{}/ws", config.port);
-    let (mut ws, resp) = tokio::time::timeout(Duration::from_secs(5), tokio_tungstenite::connect_async(url))
+    let _proxy = ProxyProcess::start(&config.render())
         .await
-        .expect("in time")
-        .expect("upgrade");
+        .expect("proxy starts");
+    let url = format!("ws://127.0.0.1:{}/ws", config.port);
+    let (mut ws, resp) = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio_tungstenite::connect_async(url),
+    )
+    .await
+    .expect("in time")
+    .expect("upgrade");
     assert_eq!(resp.status().as_u16(), 101);
     assert_eq!(
-        resp.headers().get("x-switchyard-region").and_then(|v| v.to_str().ok()),
+        resp.headers()
+            .get("x-switchyard-region")
+            .and_then(|v| v.to_str().ok()),
         Some("westus")
     );
     for i in 0..3 {
-        ws.send(Message::text(format!("hello {i}"))).await.expect("send");
+        ws.send(Message::text(format!("hello {i}")))
+            .await
+            .expect("send");
         let echoed = tokio::time::timeout(Duration::from_secs(5), ws.next())
             .await
             .expect("in time")
@@ -203,7 +252,9 @@ async fn websocket_upgrade_is_passed_through() {
 async fn head_and_no_content_responses_have_no_body() {
     let west = FakeRegion::new("westus").start().await;
     let config = TestConfig::new(&[&west]);
-    let _proxy = ProxyProcess::start(&config.render()).await.expect("proxy starts");
+    let _proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
     let head = http1_client()
         .request(Method::HEAD, &config.url("/"), &[], bytes::Bytes::new())
         .await
@@ -218,17 +269,24 @@ async fn head_and_no_content_responses_have_no_body() {
     .await
     .expect("raw");
     assert!(raw.starts_with("HTTP/1.1 204"), "{raw}");
-    assert!(!raw.to_ascii_lowercase().contains("transfer-encoding"), "{raw}");
+    assert!(
+        !raw.to_ascii_lowercase().contains("transfer-encoding"),
+        "{raw}"
+    );
 }
 
 #[tokio::test]
 async fn malformed_and_hostile_requests_get_clean_errors_and_never_reach_elsewhere() {
     let west = FakeRegion::new("westus").start().await;
     let config = TestConfig::new(&[&west]);
-    let proxy = ProxyProcess::start(&config.render()).await.expect("proxy starts");
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], config.port));
 
-    let garbage = raw_http(addr, b"THIS IS NOT HTTP\r\n\r\n").await.expect("raw");
+    let garbage = raw_http(addr, b"THIS IS NOT HTTP\r\n\r\n")
+        .await
+        .expect("raw");
     assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage}");
 
     let mut huge = b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
@@ -253,7 +311,10 @@ async fn malformed_and_hostile_requests_get_clean_errors_and_never_reach_elsewhe
     .await
     .expect("raw");
     assert!(absolute.starts_with("HTTP/1.1 200"), "{absolute}");
-    assert!(absolute.contains("x-switchyard-region: westus"), "{absolute}");
+    assert!(
+        absolute.contains("x-switchyard-region: westus"),
+        "{absolute}"
+    );
     let seen = west.last_request().expect("request");
     assert_eq!(seen.path, "/steal");
     assert_eq!(seen.header("host"), Some(west.authority().as_str()));

@@ -15,10 +15,15 @@ consecutive_failures = 1000
 
 #[tokio::test]
 async fn post_that_reached_a_region_which_dropped_it_is_not_resent() {
-    let west = FakeRegion::new("westus").mode(Mode::CloseAfterRequest).start().await;
+    let west = FakeRegion::new("westus")
+        .mode(Mode::CloseAfterRequest)
+        .start()
+        .await;
     let east = FakeRegion::new("northeurope").start().await;
     let config = TestConfig::new(&[&west, &east]).service(QUIET);
-    let proxy = ProxyProcess::start(&config.render()).await.expect("proxy starts");
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
 
     let resp = http1_client()
         .post(&config.url("/orders"), "order-1", &[])
@@ -38,11 +43,19 @@ async fn post_that_reached_a_region_which_dropped_it_is_not_resent() {
 
 #[tokio::test]
 async fn get_that_was_dropped_is_retried_on_the_next_region() {
-    let west = FakeRegion::new("westus").mode(Mode::CloseAfterRequest).start().await;
+    let west = FakeRegion::new("westus")
+        .mode(Mode::CloseAfterRequest)
+        .start()
+        .await;
     let east = FakeRegion::new("northeurope").start().await;
     let config = TestConfig::new(&[&west, &east]).service(QUIET);
-    let _proxy = ProxyProcess::start(&config.render()).await.expect("proxy starts");
-    let resp = http1_client().get(&config.url("/orders/1")).await.expect("GET");
+    let _proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
+    let resp = http1_client()
+        .get(&config.url("/orders/1"))
+        .await
+        .expect("GET");
     assert_eq!(resp.status.as_u16(), 200);
     assert_eq!(resp.region(), Some("northeurope"));
     assert_eq!(resp.header("x-switchyard-attempts"), Some("2"));
@@ -53,7 +66,9 @@ async fn post_to_a_refused_primary_lands_on_the_secondary_exactly_once() {
     let west = FakeRegion::new("westus").start().await;
     let east = FakeRegion::new("northeurope").start().await;
     let config = TestConfig::new(&[&west, &east]).service(QUIET);
-    let proxy = ProxyProcess::start(&config.render()).await.expect("proxy starts");
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
     // Health still says westus is fine (probes every 30 s): the connect failure is news.
     west.kill().await;
     let resp = http1_client()
@@ -72,10 +87,15 @@ async fn post_to_a_503_primary_is_retried_only_with_an_idempotency_key() {
     let west = FakeRegion::new("westus").status(503).start().await;
     let east = FakeRegion::new("northeurope").start().await;
     let config = TestConfig::new(&[&west, &east]).service(QUIET);
-    let _proxy = ProxyProcess::start(&config.render()).await.expect("proxy starts");
+    let _proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
     let client = http1_client();
 
-    let without = client.post(&config.url("/orders"), "a", &[]).await.expect("POST");
+    let without = client
+        .post(&config.url("/orders"), "a", &[])
+        .await
+        .expect("POST");
     assert_eq!(without.status.as_u16(), 503, "the region's own answer");
     assert_eq!(without.region(), Some("westus"));
     assert_eq!(east.requests_for("POST"), 0);
@@ -100,36 +120,52 @@ async fn the_retry_budget_stops_a_retry_storm() {
     let config = TestConfig::new(&[&west, &east]).service(&format!(
         "{QUIET}\n[services.retry]\nmax_attempts = 3\nbudget_ratio = 0.2\nmin_retries_per_sec = 1\n"
     ));
-    let _proxy = ProxyProcess::start(&config.render()).await.expect("proxy starts");
+    let _proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
     let client = http1_client();
     let requests = 200usize;
     for _ in 0..requests {
-        let resp = client
-            .get(&config.url("/"))
-            .await
-            .expect("a 503, promptly");
+        let resp = client.get(&config.url("/")).await.expect("a 503, promptly");
         assert_eq!(resp.status.as_u16(), 503);
     }
     let attempts = west.requests() + east.requests();
     // Without a budget: 600 attempts. With it: 200 + 20% + the floor of 10 in the window.
     let ceiling = requests + requests / 5 + 10 + 2;
-    assert!(attempts <= ceiling, "{attempts} attempts for {requests} requests (ceiling {ceiling})");
-    assert!(attempts > requests + 10, "retries did happen within the budget: {attempts}");
+    assert!(
+        attempts <= ceiling,
+        "{attempts} attempts for {requests} requests (ceiling {ceiling})"
+    );
+    assert!(
+        attempts > requests + 10,
+        "retries did happen within the budget: {attempts}"
+    );
 }
 
 #[tokio::test]
 async fn slow_region_is_cut_off_by_per_try_timeout_and_request_timeout_bounds_everything() {
-    let west = FakeRegion::new("westus").slow(Duration::from_secs(10)).start().await;
-    let east = FakeRegion::new("northeurope").slow(Duration::from_secs(10)).start().await;
+    let west = FakeRegion::new("westus")
+        .slow(Duration::from_secs(10))
+        .start()
+        .await;
+    let east = FakeRegion::new("northeurope")
+        .slow(Duration::from_secs(10))
+        .start()
+        .await;
     let config = TestConfig::new(&[&west, &east]).service(&format!(
         "request_timeout = \"700ms\"\n{QUIET}\n[services.retry]\nper_try_timeout = \"500ms\"\n"
     ));
-    let _proxy = ProxyProcess::start(&config.render()).await.expect("proxy starts");
+    let _proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
     let started = std::time::Instant::now();
     let resp = http1_client().get(&config.url("/")).await.expect("GET");
     let took = started.elapsed();
     assert_eq!(resp.status.as_u16(), 503);
     assert_eq!(resp.header("x-switchyard-degraded"), Some("1"));
     assert_eq!(resp.header("x-switchyard-attempts"), Some("2"));
-    assert!(took >= Duration::from_millis(650) && took < Duration::from_millis(1500), "took {took:?}");
+    assert!(
+        took >= Duration::from_millis(650) && took < Duration::from_millis(1500),
+        "took {took:?}"
+    );
 }

@@ -32,7 +32,11 @@ pub async fn probe_loop(
     loop {
         tick.tick().await;
         let ok = probe_once(&upstream, &path, &cfg).await;
-        if events.send(HealthEvent::Probe { region, ok }).await.is_err() {
+        if events
+            .send(HealthEvent::Probe { region, ok })
+            .await
+            .is_err()
+        {
             return;
         }
     }

@@ -16,16 +16,30 @@ use tokio::time::Instant;
 use super::snapshot::{HealthSnapshot, RegionView};
 use super::state::{RegionHealth, RegionState};
 use crate::config::ServiceConfig;
+use crate::telemetry::{NO_REGION, metrics, traces};
 
 /// Something that changes a region's health.
 #[derive(Debug)]
 pub enum HealthEvent {
-    Probe { region: usize, ok: bool },
+    Probe {
+        region: usize,
+        ok: bool,
+    },
     /// The outlier detector saw `consecutive_failures` failed requests in a row.
-    Eject { region: usize },
-    Drain { region: usize, drained: bool },
-    Fault { region: usize, faulted: bool },
-    SetWrite { region: usize },
+    Eject {
+        region: usize,
+    },
+    Drain {
+        region: usize,
+        drained: bool,
+    },
+    Fault {
+        region: usize,
+        faulted: bool,
+    },
+    SetWrite {
+        region: usize,
+    },
     /// Sends a copy of every region's health, for a reload to carry over.
     Export(tokio::sync::oneshot::Sender<HealthMonitorState>),
     /// Ends the monitor, handing its state back.
@@ -94,6 +108,10 @@ impl HealthHandle {
         };
         let n = c.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if n == self.eject_after {
+            if traces::enabled() {
+                let snapshot = self.snapshot.load();
+                traces::ejection_event(snapshot.regions.get(region).map_or("", |r| &r.name));
+            }
             // Full channel: the monitor is behind on events; the next streak asks again.
             let _ = self.events.try_send(HealthEvent::Eject { region });
         }
@@ -102,6 +120,11 @@ impl HealthHandle {
     /// Queues an event for the monitor.
     pub async fn send(&self, event: HealthEvent) -> bool {
         self.events.send(event).await.is_ok()
+    }
+
+    /// Waits until the monitor has applied and published every event sent before.
+    pub async fn sync(&self) {
+        let _ = self.export().await;
     }
 
     /// A copy of every region's health, to carry over a reload.
@@ -195,11 +218,12 @@ impl HealthMonitor {
             }
             HealthEvent::Eject { region } => {
                 if let Some(h) = self.regions.get_mut(region)
-                    && let Some(length) = h.eject(now, &self.config.outlier) {
-                        tracing::warn!(service = %service, region = %self.config.regions[region].name,
+                    && let Some(length) = h.eject(now, &self.config.outlier)
+                {
+                    tracing::warn!(service = %service, region = %self.config.regions[region].name,
                             ejection_ms = length.as_millis() as u64,
                             "outlier detection: region ejected after consecutive failures");
-                    }
+                }
                 if let Some(c) = self.counters.get(region) {
                     c.consecutive_failures.store(0, Ordering::Relaxed);
                 }
@@ -242,7 +266,12 @@ impl HealthMonitor {
     fn publish(&mut self, now: Instant) {
         let stable_for = self.config.failback.stable_for;
         let mut views = Vec::with_capacity(self.regions.len());
-        for (i, (h, cfg)) in self.regions.iter_mut().zip(&self.config.regions).enumerate() {
+        for (i, (h, cfg)) in self
+            .regions
+            .iter_mut()
+            .zip(&self.config.regions)
+            .enumerate()
+        {
             let serviceable = h.serviceable(now);
             if serviceable && !self.was_serviceable[i] {
                 h.mark_recovered(now);
@@ -261,10 +290,18 @@ impl HealthMonitor {
         let current = self.snapshot.load();
         let before = current.active().map(|i| current.regions[i].name.clone());
         let after = next.active().map(|i| next.regions[i].name.clone());
+        let service = &self.config.name;
         if before != after && !current.regions.is_empty() {
-            tracing::warn!(service = %self.config.name,
-                from = before.as_deref().unwrap_or("none"), to = after.as_deref().unwrap_or("none"),
-                "active region changed");
+            let (from, to) = (
+                before.as_deref().unwrap_or(NO_REGION),
+                after.as_deref().unwrap_or(NO_REGION),
+            );
+            tracing::warn!(service = %service, from, to, "active region changed");
+            metrics().failover(service, from, to);
+        }
+        let active = next.active();
+        for (i, r) in next.regions.iter().enumerate() {
+            metrics().region_state(service, &r.name, r.serviceable, active == Some(i));
         }
         if !same_picture(&current, &next) {
             self.snapshot.store(Arc::new(next));
@@ -355,7 +392,9 @@ url = "http://127.0.0.1:2"
 
     fn active(h: &HealthHandle) -> String {
         let s = h.snapshot_full();
-        s.active().map(|i| s.regions[i].name.to_string()).unwrap_or_default()
+        s.active()
+            .map(|i| s.regions[i].name.to_string())
+            .unwrap_or_default()
     }
 
     async fn settle() {
@@ -393,17 +432,32 @@ url = "http://127.0.0.1:2"
         let (monitor, handle, rx) = HealthMonitor::new(service(Duration::ZERO), None);
         tokio::spawn(monitor.run(rx));
         for _ in 0..2 {
-            handle.send(HealthEvent::Probe { region: 0, ok: false }).await;
+            handle
+                .send(HealthEvent::Probe {
+                    region: 0,
+                    ok: false,
+                })
+                .await;
         }
         settle().await;
         assert_eq!(handle.snapshot().regions[0].state, RegionState::Unhealthy);
         assert_eq!(active(&handle), "east");
         for _ in 0..2 {
-            handle.send(HealthEvent::Probe { region: 0, ok: true }).await;
+            handle
+                .send(HealthEvent::Probe {
+                    region: 0,
+                    ok: true,
+                })
+                .await;
         }
         settle().await;
         assert_eq!(active(&handle), "west", "stable_for 0 fails back at once");
-        handle.send(HealthEvent::Drain { region: 0, drained: true }).await;
+        handle
+            .send(HealthEvent::Drain {
+                region: 0,
+                drained: true,
+            })
+            .await;
         handle.send(HealthEvent::SetWrite { region: 1 }).await;
         settle().await;
         let snap = handle.snapshot_full();

@@ -37,9 +37,7 @@ impl HealthSnapshot {
         let mut order: Vec<usize> = (0..regions.len()).filter(|&i| regions[i].stable).collect();
         order.extend((0..regions.len()).filter(|&i| regions[i].serviceable && !regions[i].stable));
         if order.is_empty() {
-            order.extend(
-                (0..regions.len()).filter(|&i| regions[i].state != RegionState::Drained),
-            );
+            order.extend((0..regions.len()).filter(|&i| regions[i].state != RegionState::Drained));
         }
         HealthSnapshot {
             regions,

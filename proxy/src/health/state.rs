@@ -93,9 +93,10 @@ impl RegionHealth {
         }
         // A region that stayed clean for max_ejection since its last ejection starts over.
         if let Some(end) = self.last_ejection_end
-            && now.saturating_duration_since(end) >= cfg.max_ejection {
-                self.ejections = 0;
-            }
+            && now.saturating_duration_since(end) >= cfg.max_ejection
+        {
+            self.ejections = 0;
+        }
         let factor = 1u32.checked_shl(self.ejections.min(16)).unwrap_or(u32::MAX);
         let length = cfg
             .base_ejection
@@ -186,13 +187,19 @@ mod tests {
         let mut h = RegionHealth::default();
         let now = Instant::now();
         assert!(!h.on_probe(false, &cfg));
-        assert!(!h.on_probe(true, &cfg), "a success resets the failure streak");
+        assert!(
+            !h.on_probe(true, &cfg),
+            "a success resets the failure streak"
+        );
         assert!(!h.on_probe(false, &cfg));
         assert!(h.on_probe(false, &cfg), "two consecutive failures flip it");
         assert_eq!(h.state(now), RegionState::Unhealthy);
         assert!(!h.on_probe(true, &cfg));
         assert!(!h.on_probe(true, &cfg));
-        assert!(h.on_probe(true, &cfg), "three consecutive successes flip it back");
+        assert!(
+            h.on_probe(true, &cfg),
+            "three consecutive successes flip it back"
+        );
         assert_eq!(h.state(now), RegionState::Healthy);
     }
 
@@ -213,7 +220,11 @@ mod tests {
         assert_eq!(lengths, vec![5, 10, 20, 40, 60, 60]);
         tokio::time::advance(Duration::from_secs(60)).await;
         let len = h.eject(Instant::now(), &cfg).expect("clean again");
-        assert_eq!(len, Duration::from_secs(5), "multiplier reset after a clean period");
+        assert_eq!(
+            len,
+            Duration::from_secs(5),
+            "multiplier reset after a clean period"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,7 +1,31 @@
 //! WebAssembly policy plugins: the wasmtime host implementing [`crate::policy::Policy`].
+//!
+//! # Layout
+//!
+//! - `engine`: the process-wide wasmtime engine, its 1 ms epoch ticker, the compile cache.
+//! - `bindings`: the one `bindgen!` over `sdk/wit/policy.wit`.
+//! - `wasi`: the WASI subset plugins get (no files, no network, output to the log).
+//! - `host`: store data, memory limits, and the `host` functions (headers, regions, log, ...).
+//! - `kv`: the per-plugin key-value store.
+//! - `pool`: warm instances, calls under a deadline, fault classification.
+//! - `load`: file -> compiled, linked, initialized plugin, with `check`'s messages.
+//! - `chain`: [`PluginChain`], the plugins of one service as a `Policy`.
+
+mod bindings;
+mod chain;
+mod engine;
+mod host;
+mod kv;
+mod load;
+mod pool;
+mod wasi;
 
 use std::fmt;
 use std::sync::Arc;
+
+pub use chain::{BREAKER_COOLDOWN_MS, BREAKER_FAULTS, ChainPlugin, PluginChain};
+pub use host::MEMORY_LIMIT;
+pub use pool::{CALL_DEADLINE_TICKS, FaultKind, INIT_DEADLINE_TICKS};
 
 use crate::config::{Config, ServiceConfig};
 use crate::policy::Policy;
@@ -21,23 +45,42 @@ impl fmt::Display for PluginErrors {
 
 impl std::error::Error for PluginErrors {}
 
-/// Loads every plugin of every service, as `switchyard check` must.
+/// Loads every plugin of every service, as `switchyard check` must: compiles, links and
+/// instantiates each one and runs its `init` with its config. Reports every problem found.
 pub fn check_all(config: &Config) -> Result<(), PluginErrors> {
+    let mut errors = Vec::new();
     for svc in &config.services {
-        build_policy(svc)?;
+        if let Err(PluginErrors(mut e)) = build_policy(svc) {
+            errors.append(&mut e);
+        }
     }
-    Ok(())
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(PluginErrors(errors))
+    }
 }
 
 /// The service's plugin chain, or `None` when it has no plugins.
 pub fn build_policy(svc: &ServiceConfig) -> Result<Option<Arc<dyn Policy>>, PluginErrors> {
+    Ok(build_chain(svc)?.map(|chain| Arc::new(chain) as Arc<dyn Policy>))
+}
+
+/// Like [`build_policy`], with the concrete type (benchmarks and tests look inside).
+pub fn build_chain(svc: &ServiceConfig) -> Result<Option<PluginChain>, PluginErrors> {
     if svc.plugins.is_empty() {
         return Ok(None);
     }
-    Err(PluginErrors(
-        svc.plugins
-            .iter()
-            .map(|p| format!("{}: plugin host not built yet", p.path.display()))
-            .collect(),
-    ))
+    let mut plugins = Vec::with_capacity(svc.plugins.len());
+    let mut errors = Vec::new();
+    for (slot, cfg) in svc.plugins.iter().enumerate() {
+        match load::load(&svc.name, slot, cfg) {
+            Ok(instances) => plugins.push(ChainPlugin::new(instances, cfg.on_error)),
+            Err(message) => errors.push(format!("{}: {message}", cfg.path.display())),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(PluginErrors(errors));
+    }
+    Ok(Some(PluginChain::new(plugins)))
 }

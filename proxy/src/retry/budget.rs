@@ -47,7 +47,10 @@ impl RetryBudget {
     }
 
     fn now_second(&self) -> u64 {
-        Instant::now().saturating_duration_since(self.start).as_secs() + 1
+        Instant::now()
+            .saturating_duration_since(self.start)
+            .as_secs()
+            + 1
     }
 
     /// The slot of the current second, cleared first if it still holds an older second.
@@ -115,7 +118,10 @@ mod tests {
         let granted = (0..100).filter(|_| budget.try_withdraw()).count();
         assert_eq!(granted, 10, "one per second over a ten-second window");
         tokio::time::advance(Duration::from_secs(5)).await;
-        assert!(!budget.try_withdraw(), "the spent retries are still in the window");
+        assert!(
+            !budget.try_withdraw(),
+            "the spent retries are still in the window"
+        );
         tokio::time::advance(Duration::from_secs(6)).await;
         let granted = (0..100).filter(|_| budget.try_withdraw()).count();
         assert_eq!(granted, 10, "old retries slid out of the window");

@@ -77,10 +77,21 @@ mod tests {
             FailureKind::Timeout,
             FailureKind::Status(503),
         ] {
-            assert!(!may_retry(&post, false, f, &ALL), "{f:?} must not resend a write");
-            assert!(may_retry(&post, true, f, &ALL), "{f:?} with Idempotency-Key");
+            assert!(
+                !may_retry(&post, false, f, &ALL),
+                "{f:?} must not resend a write"
+            );
+            assert!(
+                may_retry(&post, true, f, &ALL),
+                "{f:?} with Idempotency-Key"
+            );
         }
-        assert!(!may_retry(&Method::PATCH, false, FailureKind::Timeout, &ALL));
+        assert!(!may_retry(
+            &Method::PATCH,
+            false,
+            FailureKind::Timeout,
+            &ALL
+        ));
     }
 
     #[test]
@@ -89,8 +100,23 @@ mod tests {
             connect_failure: true,
             ..RetryOn::default()
         };
-        assert!(may_retry(&Method::GET, false, FailureKind::Connect, &only_connect));
-        assert!(!may_retry(&Method::GET, false, FailureKind::Status(503), &only_connect));
-        assert!(!may_retry(&Method::GET, false, FailureKind::Status(404), &ALL));
+        assert!(may_retry(
+            &Method::GET,
+            false,
+            FailureKind::Connect,
+            &only_connect
+        ));
+        assert!(!may_retry(
+            &Method::GET,
+            false,
+            FailureKind::Status(503),
+            &only_connect
+        ));
+        assert!(!may_retry(
+            &Method::GET,
+            false,
+            FailureKind::Status(404),
+            &ALL
+        ));
     }
 }

@@ -168,9 +168,10 @@ fn classify(err: &hyper_util::client::legacy::Error) -> FailureKind {
             }
         }
         if let Some(h) = e.downcast_ref::<hyper::Error>()
-            && (h.is_incomplete_message() || h.is_closed() || h.is_canceled()) {
-                kind = FailureKind::Reset;
-            }
+            && (h.is_incomplete_message() || h.is_closed() || h.is_canceled())
+        {
+            kind = FailureKind::Reset;
+        }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind::*;
             if matches!(
@@ -213,7 +214,11 @@ impl RateLimit {
     fn due(&self) -> bool {
         use std::sync::atomic::Ordering;
         static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-        let now = START.get_or_init(std::time::Instant::now).elapsed().as_secs() + 10;
+        let now = START
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_secs()
+            + 10;
         let last = self.0.load(Ordering::Relaxed);
         now >= last + 10
             && self

@@ -1,0 +1,328 @@
+//! The stale-if-error cache: the last good GET responses, served when no region can answer.
+//!
+//! Only responses a shared cache may keep are stored (2xx, no `no-store`/`private`, no
+//! `Set-Cookie`, nothing answered to a request with credentials unless marked `public`,
+//! never `Vary: *`), each under its path and the request values of the headers it varies on.
+//! Memory is bounded: entries over a size limit are not kept and the least recently used are
+//! evicted first. The cache is touched only when `stale_if_error` is on, and only once per
+//! stored response and per failed request, never for healthy traffic otherwise.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Response, StatusCode};
+use lru::LruCache;
+use tokio::time::Instant;
+
+use crate::body::ProxyBody;
+use crate::headers::{X_SWITCHYARD_DEGRADED, X_SWITCHYARD_ERROR};
+
+/// All entries together, headers and bodies.
+pub const MAX_BYTES: usize = 32 * 1024 * 1024;
+/// One response body; larger ones stream through uncached.
+pub const MAX_ENTRY_BYTES: usize = 1024 * 1024;
+/// Variants (different `Vary` values) kept per path.
+const MAX_VARIANTS: usize = 8;
+
+pub struct StaleEntry {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+    stored_at: Instant,
+}
+
+struct Variant {
+    vary: Vec<(HeaderName, Option<HeaderValue>)>,
+    entry: Arc<StaleEntry>,
+}
+
+struct Inner {
+    map: LruCache<String, Vec<Variant>>,
+    bytes: usize,
+}
+
+pub struct StaleCache {
+    max_age: Duration,
+    inner: Mutex<Inner>,
+}
+
+fn cache_control_has(headers: &HeaderMap, directive: &str) -> bool {
+    headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|d| {
+            let d = d.trim();
+            d.eq_ignore_ascii_case(directive)
+                || d.split('=')
+                    .next()
+                    .is_some_and(|n| n.trim().eq_ignore_ascii_case(directive))
+        })
+}
+
+fn vary_names(resp_headers: &HeaderMap) -> Option<Vec<HeaderName>> {
+    let mut names = Vec::new();
+    for v in resp_headers.get_all(header::VARY) {
+        for name in v.to_str().ok()?.split(',') {
+            let name = name.trim();
+            if name == "*" {
+                return None;
+            }
+            names.push(HeaderName::from_bytes(name.as_bytes()).ok()?);
+        }
+    }
+    Some(names)
+}
+
+fn vary_values(names: &[HeaderName], req: &HeaderMap) -> Vec<(HeaderName, Option<HeaderValue>)> {
+    names
+        .iter()
+        .map(|n| (n.clone(), req.get(n).cloned()))
+        .collect()
+}
+
+fn entry_size(entry: &StaleEntry, key: &str) -> usize {
+    let headers: usize = entry
+        .headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 32)
+        .sum();
+    key.len() + headers + entry.body.len() + 128
+}
+
+impl StaleCache {
+    pub fn new(max_age: Duration) -> Self {
+        StaleCache {
+            max_age,
+            inner: Mutex::new(Inner {
+                map: LruCache::unbounded(),
+                bytes: 0,
+            }),
+        }
+    }
+
+    /// Whether a response to this request may be stored (decided before its body streams).
+    pub fn should_store(
+        method: &Method,
+        req: &HeaderMap,
+        status: StatusCode,
+        resp: &HeaderMap,
+    ) -> bool {
+        *method == Method::GET
+            && status.is_success()
+            && !cache_control_has(resp, "no-store")
+            && !cache_control_has(resp, "private")
+            && !cache_control_has(req, "no-store")
+            && !resp.contains_key(header::SET_COOKIE)
+            && (!req.contains_key(header::AUTHORIZATION) || cache_control_has(resp, "public"))
+            && vary_names(resp).is_some()
+            && resp
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+                .is_none_or(|len| len <= MAX_ENTRY_BYTES)
+    }
+
+    /// Stores a complete response (called when its body finished streaming).
+    pub fn store(
+        &self,
+        path: String,
+        req: &HeaderMap,
+        status: StatusCode,
+        mut headers: HeaderMap,
+        body: Bytes,
+    ) {
+        let Some(names) = vary_names(&headers) else {
+            return;
+        };
+        for name in crate::headers::SIDECAR_HEADERS {
+            headers.remove(name);
+        }
+        let entry = Arc::new(StaleEntry {
+            status,
+            headers,
+            body,
+            stored_at: Instant::now(),
+        });
+        let size = entry_size(&entry, &path);
+        if size > MAX_ENTRY_BYTES + 64 * 1024 {
+            return;
+        }
+        let vary = vary_values(&names, req);
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        let mut freed = 0;
+        let variants = inner.map.get_or_insert_mut(path.clone(), Vec::new);
+        if let Some(i) = variants.iter().position(|v| v.vary == vary) {
+            freed += entry_size(&variants[i].entry, &path);
+            variants[i].entry = entry;
+        } else {
+            if variants.len() >= MAX_VARIANTS {
+                freed += entry_size(&variants.remove(0).entry, &path);
+            }
+            variants.push(Variant { vary, entry });
+        }
+        inner.bytes = inner.bytes.saturating_sub(freed) + size;
+        while inner.bytes > MAX_BYTES {
+            let Some((key, evicted)) = inner.map.pop_lru() else {
+                break;
+            };
+            let gone: usize = evicted.iter().map(|v| entry_size(&v.entry, &key)).sum();
+            inner.bytes = inner.bytes.saturating_sub(gone);
+        }
+    }
+
+    /// The stored answer for this request, if one is young enough.
+    pub fn lookup(&self, path: &str, req: &HeaderMap) -> Option<Response<ProxyBody>> {
+        let entry = {
+            let mut inner = self.inner.lock().ok()?;
+            let variants = inner.map.get(path)?;
+            variants
+                .iter()
+                .find(|v| {
+                    let names: Vec<HeaderName> = v.vary.iter().map(|(n, _)| n.clone()).collect();
+                    vary_values(&names, req) == v.vary
+                })?
+                .entry
+                .clone()
+        };
+        let age = entry.stored_at.elapsed();
+        if age > self.max_age {
+            return None;
+        }
+        let mut resp = Response::new(ProxyBody::full(entry.body.clone()));
+        *resp.status_mut() = entry.status;
+        *resp.headers_mut() = entry.headers.clone();
+        let h = resp.headers_mut();
+        h.insert(header::AGE, HeaderValue::from(age.as_secs()));
+        h.insert(X_SWITCHYARD_DEGRADED, HeaderValue::from_static("1"));
+        h.insert(X_SWITCHYARD_ERROR, HeaderValue::from_static("stale"));
+        Some(resp)
+    }
+
+    #[cfg(test)]
+    fn bytes(&self) -> usize {
+        self.inner.lock().map(|i| i.bytes).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (n, v) in pairs {
+            h.append(*n, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn only_shareable_successful_gets_are_stored() {
+        let ok = StatusCode::OK;
+        let none = HeaderMap::new();
+        assert!(StaleCache::should_store(&Method::GET, &none, ok, &none));
+        assert!(!StaleCache::should_store(&Method::POST, &none, ok, &none));
+        assert!(!StaleCache::should_store(
+            &Method::GET,
+            &none,
+            StatusCode::NOT_FOUND,
+            &none
+        ));
+        for cc in [
+            "no-store",
+            "private",
+            "max-age=0, no-store",
+            "private=\"x\"",
+        ] {
+            let resp = headers(&[("cache-control", cc)]);
+            assert!(
+                !StaleCache::should_store(&Method::GET, &none, ok, &resp),
+                "{cc}"
+            );
+        }
+        assert!(!StaleCache::should_store(
+            &Method::GET,
+            &none,
+            ok,
+            &headers(&[("vary", "*")])
+        ));
+        assert!(!StaleCache::should_store(
+            &Method::GET,
+            &none,
+            ok,
+            &headers(&[("set-cookie", "a=b")])
+        ));
+        let auth = headers(&[("authorization", "Bearer x")]);
+        assert!(!StaleCache::should_store(&Method::GET, &auth, ok, &none));
+        assert!(StaleCache::should_store(
+            &Method::GET,
+            &auth,
+            ok,
+            &headers(&[("cache-control", "public")])
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn entries_vary_expire_and_are_marked() {
+        let cache = StaleCache::new(Duration::from_secs(60));
+        let resp = headers(&[("vary", "accept-language"), ("content-type", "text/plain")]);
+        let en = headers(&[("accept-language", "en")]);
+        let fr = headers(&[("accept-language", "fr")]);
+        cache.store(
+            "/p".into(),
+            &en,
+            StatusCode::OK,
+            resp.clone(),
+            Bytes::from_static(b"hello"),
+        );
+        cache.store(
+            "/p".into(),
+            &fr,
+            StatusCode::OK,
+            resp,
+            Bytes::from_static(b"bonjour"),
+        );
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let hit = cache.lookup("/p", &fr).expect("fr variant");
+        assert_eq!(hit.headers()["age"], "5");
+        assert_eq!(hit.headers()["x-switchyard-degraded"], "1");
+        assert!(matches!(hit.body(), ProxyBody::Full(Some(b)) if b == "bonjour"));
+        assert!(
+            cache
+                .lookup("/p", &headers(&[("accept-language", "de")]))
+                .is_none()
+        );
+        assert!(cache.lookup("/other", &en).is_none());
+        tokio::time::advance(Duration::from_secs(56)).await;
+        assert!(
+            cache.lookup("/p", &en).is_none(),
+            "older than stale_if_error"
+        );
+    }
+
+    #[test]
+    fn memory_is_bounded_by_evicting_the_least_recently_used() {
+        let cache = StaleCache::new(Duration::from_secs(60));
+        let body = Bytes::from(vec![b'x'; MAX_ENTRY_BYTES - 1024]);
+        for i in 0..64 {
+            cache.store(
+                format!("/{i}"),
+                &HeaderMap::new(),
+                StatusCode::OK,
+                HeaderMap::new(),
+                body.clone(),
+            );
+        }
+        assert!(cache.bytes() <= MAX_BYTES);
+        assert!(
+            cache.lookup("/0", &HeaderMap::new()).is_none(),
+            "oldest evicted"
+        );
+        assert!(cache.lookup("/63", &HeaderMap::new()).is_some());
+    }
+}

@@ -1,0 +1,546 @@
+//! Prometheus metrics (SPEC section 5): one process-wide registry and typed recorders.
+//!
+//! Label values come only from the config (service, region and plugin names), the closed set
+//! of attempt outcomes, and HTTP status codes, so cardinality stays bounded whatever the
+//! traffic. The request path goes through [`ServiceMetrics`], built once per service, which
+//! holds its counters already resolved: recording is an atomic add, with no allocation and no
+//! family lookup except the first time a status code is seen.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::error::FailureKind;
+
+/// The `region` label of responses no region made (degraded, local, refused).
+pub const NO_REGION: &str = "none";
+
+/// Content type of [`Metrics::encode`].
+pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Content type of [`Metrics::encode_prometheus`].
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Request-duration bucket bounds in seconds: local answers take well under a millisecond,
+/// same-region calls a few, cross-region calls tens to hundreds, and the top buckets catch
+/// requests that ran into `per_try_timeout` or `request_timeout`.
+const DURATION_BUCKETS: [f64; 16] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0,
+    30.0,
+];
+
+/// Every `outcome` of `switchyard_upstream_attempts_total`: "ok" then the failure kinds.
+const OUTCOMES: [&str; 7] = [
+    "ok",
+    "connect-failure",
+    "refused-stream",
+    "reset",
+    "timeout",
+    "5xx",
+    "error",
+];
+
+fn outcome_index(outcome: Option<FailureKind>) -> usize {
+    match outcome {
+        None => 0,
+        Some(FailureKind::Connect) => 1,
+        Some(FailureKind::RefusedStream) => 2,
+        Some(FailureKind::Reset) => 3,
+        Some(FailureKind::Timeout) => 4,
+        Some(FailureKind::Status(_)) => 5,
+        Some(FailureKind::Other) => 6,
+    }
+}
+
+/// Status codes `ServiceMetrics` caches counters for (anything else goes through the family).
+const CACHED_CODES: std::ops::Range<u16> = 100..600;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabels {
+    service: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RegionLabels {
+    service: Arc<str>,
+    region: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    service: Arc<str>,
+    region: Arc<str>,
+    code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AttemptLabels {
+    service: Arc<str>,
+    region: Arc<str>,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailoverLabels {
+    service: Arc<str>,
+    from: Arc<str>,
+    to: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    plugin: Arc<str>,
+    kind: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+type HistogramFamily = Family<RegionLabels, Histogram, fn() -> Histogram>;
+
+fn duration_histogram() -> Histogram {
+    Histogram::new(DURATION_BUCKETS)
+}
+
+/// The process-wide metrics; see [`metrics`].
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    duration: HistogramFamily,
+    attempts: Family<AttemptLabels, Counter>,
+    retries: Family<ServiceLabels, Counter>,
+    failovers: Family<FailoverLabels, Counter>,
+    region_healthy: Family<RegionLabels, Gauge>,
+    region_active: Family<RegionLabels, Gauge>,
+    plugin_errors: Family<PluginLabels, Counter>,
+    degraded: Family<ServiceLabels, Counter>,
+    spans_dropped: Family<ReasonLabels, Counter>,
+}
+
+/// The process-wide metrics registry, created on first use.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let requests = Family::default();
+        let duration: HistogramFamily = Family::new_with_constructor(duration_histogram);
+        let attempts = Family::default();
+        let retries = Family::default();
+        let failovers = Family::default();
+        let region_healthy = Family::default();
+        let region_active = Family::default();
+        let plugin_errors = Family::default();
+        let degraded = Family::default();
+        let spans_dropped = Family::default();
+        // Counter names go in without `_total`: the encoder adds it to the samples.
+        registry.register(
+            "switchyard_requests",
+            "Responses sent to clients, by the region that answered (\"none\" when the sidecar answered itself) and status code",
+            requests.clone(),
+        );
+        registry.register(
+            "switchyard_request_duration_seconds",
+            "Time from a request's arrival to its response head being ready",
+            duration.clone(),
+        );
+        registry.register(
+            "switchyard_upstream_attempts",
+            "Attempts sent to regions, by outcome (ok, connect-failure, refused-stream, reset, timeout, 5xx, error)",
+            attempts.clone(),
+        );
+        registry.register(
+            "switchyard_retries",
+            "Attempts after the first one of a request",
+            retries.clone(),
+        );
+        registry.register(
+            "switchyard_failovers",
+            "Changes of the region that default routing sends traffic to",
+            failovers.clone(),
+        );
+        registry.register(
+            "switchyard_region_healthy",
+            "1 when the region can take traffic by health (not unhealthy, ejected or drained)",
+            region_healthy.clone(),
+        );
+        registry.register(
+            "switchyard_region_active",
+            "1 for the region default routing sends traffic to now",
+            region_active.clone(),
+        );
+        registry.register(
+            "switchyard_plugin_errors",
+            "Plugin faults (traps, deadlines, bad decisions), by plugin and kind",
+            plugin_errors.clone(),
+        );
+        registry.register(
+            "switchyard_degraded_responses",
+            "Responses the sidecar made itself because no region could serve",
+            degraded.clone(),
+        );
+        registry.register(
+            "switchyard_trace_spans_dropped",
+            "Trace spans not delivered to the OTLP collector, by reason (queue-full, export-failed)",
+            spans_dropped.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            duration,
+            attempts,
+            retries,
+            failovers,
+            region_healthy,
+            region_active,
+            plugin_errors,
+            degraded,
+            spans_dropped,
+        }
+    }
+
+    /// Recorders for one service, with every per-region series resolved now rather than per
+    /// request. `regions` is in config order; the data path refers to regions by that index.
+    pub fn service<'a>(&self, service: &str, regions: impl IntoIterator<Item = &'a str>) -> ServiceMetrics {
+        let service: Arc<str> = service.into();
+        let region = |name: Arc<str>| {
+            let labels = RegionLabels {
+                service: service.clone(),
+                region: name.clone(),
+            };
+            RegionMetrics {
+                duration: self.duration.get_or_create_owned(&labels),
+                attempts: OUTCOMES.map(|outcome| {
+                    self.attempts.get_or_create_owned(&AttemptLabels {
+                        service: service.clone(),
+                        region: name.clone(),
+                        outcome,
+                    })
+                }),
+                codes: CACHED_CODES.map(|_| OnceLock::new()).collect(),
+                name,
+            }
+        };
+        let regions: Vec<RegionMetrics> = regions
+            .into_iter()
+            .map(Arc::<str>::from)
+            .chain(std::iter::once(Arc::<str>::from(NO_REGION)))
+            .map(region)
+            .collect();
+        let labels = ServiceLabels {
+            service: service.clone(),
+        };
+        ServiceMetrics {
+            retries: self.retries.get_or_create_owned(&labels),
+            degraded: self.degraded.get_or_create_owned(&labels),
+            regions: regions.into_boxed_slice(),
+            service,
+        }
+    }
+
+    /// Counts one response sent to a client and observes its duration.
+    pub fn request(&self, service: &str, region: &str, code: u16, elapsed: Duration) {
+        let labels = RegionLabels {
+            service: service.into(),
+            region: region.into(),
+        };
+        self.duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+        self.requests
+            .get_or_create(&RequestLabels {
+                service: labels.service,
+                region: labels.region,
+                code,
+            })
+            .inc();
+    }
+
+    /// Counts one attempt; an `outcome` outside the known set is counted as "error".
+    pub fn attempt(&self, service: &str, region: &str, outcome: &str) {
+        let outcome = OUTCOMES
+            .iter()
+            .find(|o| **o == outcome)
+            .copied()
+            .unwrap_or("error");
+        self.attempts
+            .get_or_create(&AttemptLabels {
+                service: service.into(),
+                region: region.into(),
+                outcome,
+            })
+            .inc();
+    }
+
+    pub fn retry(&self, service: &str) {
+        self.retries
+            .get_or_create(&ServiceLabels {
+                service: service.into(),
+            })
+            .inc();
+    }
+
+    /// Counts a change of the active region (`"none"` when there is none).
+    pub fn failover(&self, service: &str, from: &str, to: &str) {
+        self.failovers
+            .get_or_create(&FailoverLabels {
+                service: service.into(),
+                from: from.into(),
+                to: to.into(),
+            })
+            .inc();
+    }
+
+    /// Sets `switchyard_region_healthy` and `switchyard_region_active` for one region.
+    pub fn region_state(&self, service: &str, region: &str, healthy: bool, active: bool) {
+        let labels = RegionLabels {
+            service: service.into(),
+            region: region.into(),
+        };
+        self.region_healthy
+            .get_or_create(&labels)
+            .set(i64::from(healthy));
+        self.region_active.get_or_create(&labels).set(i64::from(active));
+    }
+
+    /// Forgets a region's gauges (it left the config), so it stops showing as healthy or active.
+    pub fn forget_region(&self, service: &str, region: &str) {
+        let labels = RegionLabels {
+            service: service.into(),
+            region: region.into(),
+        };
+        self.region_healthy.remove(&labels);
+        self.region_active.remove(&labels);
+    }
+
+    /// Counts a plugin fault; `kind` should come from a small fixed set ("trap", "timeout", ...).
+    pub fn plugin_error(&self, plugin: &str, kind: &str) {
+        self.plugin_errors
+            .get_or_create(&PluginLabels {
+                plugin: plugin.into(),
+                kind: kind.into(),
+            })
+            .inc();
+    }
+
+    pub fn degraded(&self, service: &str) {
+        self.degraded
+            .get_or_create(&ServiceLabels {
+                service: service.into(),
+            })
+            .inc();
+    }
+
+    /// The counter of spans dropped for `reason`, resolved once by the trace pipeline.
+    pub(crate) fn spans_dropped(&self, reason: &'static str) -> Counter {
+        self.spans_dropped
+            .get_or_create_owned(&ReasonLabels { reason })
+    }
+
+    /// Everything in the OpenMetrics text format (ends with `# EOF`).
+    pub fn encode(&self) -> String {
+        let mut text = String::with_capacity(16 * 1024);
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+
+    /// Everything in the Prometheus text format 0.0.4, for scrapers that do not ask for
+    /// OpenMetrics (curl, older agents).
+    pub fn encode_prometheus(&self) -> String {
+        openmetrics_to_prometheus(&self.encode())
+    }
+}
+
+/// Rewrites the OpenMetrics text of this registry as Prometheus text 0.0.4: counter families
+/// are named after their `_total` samples, and `# UNIT` and `# EOF` go. Gauges and histograms
+/// read the same in both formats.
+fn openmetrics_to_prometheus(text: &str) -> String {
+    let counters: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(text.len() + counters.len() * 16);
+    for line in text.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let meta = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
+        match meta {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                out.push_str(prefix);
+                out.push_str(name);
+                if counters.contains(&name) {
+                    out.push_str("_total");
+                }
+                out.push(' ');
+                out.push_str(tail);
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// One region's series, resolved when the service is built.
+struct RegionMetrics {
+    name: Arc<str>,
+    duration: Histogram,
+    /// Index-aligned with `OUTCOMES`.
+    attempts: [Counter; OUTCOMES.len()],
+    /// `switchyard_requests_total` by status code, filled on first use.
+    codes: Box<[OnceLock<Counter>]>,
+}
+
+/// A service's recorders for the request path; see [`Metrics::service`].
+pub struct ServiceMetrics {
+    service: Arc<str>,
+    /// Index-aligned with the service's regions, then one for [`NO_REGION`].
+    regions: Box<[RegionMetrics]>,
+    retries: Counter,
+    degraded: Counter,
+}
+
+impl ServiceMetrics {
+    /// The region's index for a region name (as stamped in `x-switchyard-region`); names that
+    /// are not a region of this service, "none" included, map to `None`.
+    pub fn region_index(&self, name: &str) -> Option<usize> {
+        let configured = &self.regions[..self.regions.len() - 1];
+        configured.iter().position(|r| &*r.name == name)
+    }
+
+    fn region(&self, region: Option<usize>) -> &RegionMetrics {
+        let none = self.regions.len() - 1;
+        &self.regions[region.filter(|&i| i < none).unwrap_or(none)]
+    }
+
+    /// Counts one response sent to a client. `region` is `None` for responses the sidecar made.
+    pub fn request(&self, region: Option<usize>, code: u16, elapsed: Duration) {
+        let r = self.region(region);
+        r.duration.observe(elapsed.as_secs_f64());
+        let resolve = || {
+            metrics().requests.get_or_create_owned(&RequestLabels {
+                service: self.service.clone(),
+                region: r.name.clone(),
+                code,
+            })
+        };
+        match code.checked_sub(CACHED_CODES.start).and_then(|i| r.codes.get(usize::from(i))) {
+            Some(slot) => slot.get_or_init(resolve).inc(),
+            None => resolve().inc(),
+        };
+    }
+
+    /// Counts one attempt; `outcome` is `None` for a response that was not a failure.
+    pub fn attempt(&self, region: usize, outcome: Option<FailureKind>) {
+        self.region(Some(region)).attempts[outcome_index(outcome)].inc();
+    }
+
+    pub fn retry(&self) {
+        self.retries.inc();
+    }
+
+    pub fn degraded(&self) {
+        self.degraded.inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(text: &str, prefix: &str) -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    }
+
+    #[test]
+    fn service_recorders_feed_the_spec_names() {
+        let m = metrics();
+        let svc = m.service("metrics-test", ["west", "east"]);
+        svc.request(Some(0), 200, Duration::from_millis(3));
+        svc.request(Some(0), 200, Duration::from_millis(3));
+        svc.request(None, 503, Duration::from_millis(1));
+        svc.request(Some(7), 999, Duration::ZERO);
+        svc.attempt(1, Some(FailureKind::Status(502)));
+        svc.attempt(1, None);
+        svc.retry();
+        svc.degraded();
+        m.failover("metrics-test", "west", "east");
+        m.region_state("metrics-test", "west", false, false);
+        m.region_state("metrics-test", "east", true, true);
+        m.plugin_error("read-preference", "trap");
+
+        let text = m.encode();
+        let get = |p: &str| sample(&text, p);
+        assert_eq!(get("switchyard_requests_total{service=\"metrics-test\",region=\"west\",code=\"200\"}"), Some(2.0));
+        assert_eq!(get("switchyard_requests_total{service=\"metrics-test\",region=\"none\",code=\"503\"}"), Some(1.0));
+        assert_eq!(get("switchyard_requests_total{service=\"metrics-test\",region=\"none\",code=\"999\"}"), Some(1.0));
+        assert_eq!(get("switchyard_request_duration_seconds_count{service=\"metrics-test\",region=\"west\"}"), Some(2.0));
+        assert_eq!(get("switchyard_upstream_attempts_total{service=\"metrics-test\",region=\"east\",outcome=\"5xx\"}"), Some(1.0));
+        assert_eq!(get("switchyard_upstream_attempts_total{service=\"metrics-test\",region=\"east\",outcome=\"ok\"}"), Some(1.0));
+        assert_eq!(get("switchyard_upstream_attempts_total{service=\"metrics-test\",region=\"west\",outcome=\"timeout\"}"), Some(0.0));
+        assert_eq!(get("switchyard_retries_total{service=\"metrics-test\"}"), Some(1.0));
+        assert_eq!(get("switchyard_degraded_responses_total{service=\"metrics-test\"}"), Some(1.0));
+        assert_eq!(get("switchyard_failovers_total{service=\"metrics-test\",from=\"west\",to=\"east\"}"), Some(1.0));
+        assert_eq!(get("switchyard_region_healthy{service=\"metrics-test\",region=\"east\"}"), Some(1.0));
+        assert_eq!(get("switchyard_region_active{service=\"metrics-test\",region=\"west\"}"), Some(0.0));
+        assert_eq!(get("switchyard_plugin_errors_total{plugin=\"read-preference\",kind=\"trap\"}"), Some(1.0));
+        assert!(text.contains("le=\"0.005\""), "histogram buckets: {text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn string_recorders_bound_the_outcome_label() {
+        let m = metrics();
+        m.attempt("outcome-test", "west", "connect-failure");
+        m.attempt("outcome-test", "west", "something-new");
+        let text = m.encode();
+        assert_eq!(sample(&text, "switchyard_upstream_attempts_total{service=\"outcome-test\",region=\"west\",outcome=\"connect-failure\"}"), Some(1.0));
+        assert_eq!(sample(&text, "switchyard_upstream_attempts_total{service=\"outcome-test\",region=\"west\",outcome=\"error\"}"), Some(1.0));
+        assert!(!text.contains("something-new"));
+    }
+
+    #[test]
+    fn outcome_labels_match_failure_kinds() {
+        for kind in [
+            FailureKind::Connect,
+            FailureKind::RefusedStream,
+            FailureKind::Reset,
+            FailureKind::Timeout,
+            FailureKind::Status(503),
+            FailureKind::Other,
+        ] {
+            assert_eq!(OUTCOMES[outcome_index(Some(kind))], kind.as_str());
+        }
+    }
+
+    #[test]
+    fn prometheus_text_names_counter_families_by_their_samples() {
+        let open = "# HELP a_requests Requests.\n# TYPE a_requests counter\na_requests_total{x=\"1\"} 2\n\
+                    # HELP a_up Up.\n# TYPE a_up gauge\n# UNIT a_up seconds\na_up 1\n# EOF\n";
+        let text = openmetrics_to_prometheus(open);
+        assert_eq!(
+            text,
+            "# HELP a_requests_total Requests.\n# TYPE a_requests_total counter\na_requests_total{x=\"1\"} 2\n\
+             # HELP a_up Up.\n# TYPE a_up gauge\na_up 1\n"
+        );
+    }
+}

@@ -1,0 +1,487 @@
+//! Disaster-recovery operations: the switchboard, drains, manual failover, reload, stale data.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use http::Method;
+use switchyard_tests::{FakeRegion, ProxyProcess, TestConfig, eventually, http1_client};
+
+async fn served_by(config: &TestConfig) -> Option<String> {
+    let resp = http1_client().get(&config.url("/")).await.ok()?;
+    resp.status
+        .is_success()
+        .then(|| resp.region().map(str::to_owned))?
+}
+
+#[tokio::test]
+async fn drain_and_undrain_move_traffic_and_show_in_status() {
+    let west = FakeRegion::new("westus").start().await;
+    let east = FakeRegion::new("northeurope").start().await;
+    let config =
+        TestConfig::new(&[&west, &east]).service("[services.failback]\nstable_for = \"0s\"");
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
+
+    let resp = proxy
+        .admin_post("/services/orders/regions/westus/drain", "")
+        .await
+        .expect("drain");
+    assert_eq!(resp.status.as_u16(), 200, "{}", resp.text());
+    let moved = eventually(
+        Duration::from_secs(3),
+        Duration::from_millis(20),
+        || async { served_by(&config).await.as_deref() == Some("northeurope") },
+    )
+    .await;
+    assert!(moved);
+    assert_eq!(
+        proxy
+            .region_state("orders", "westus")
+            .await
+            .expect("status")
+            .as_deref(),
+        Some("drained")
+    );
+
+    let resp = proxy
+        .admin_post("/services/orders/regions/westus/undrain", "")
+        .await
+        .expect("undrain");
+    assert_eq!(resp.status.as_u16(), 200);
+    let back = eventually(
+        Duration::from_secs(3),
+        Duration::from_millis(20),
+        || async { served_by(&config).await.as_deref() == Some("westus") },
+    )
+    .await;
+    assert!(back, "{}", proxy.logs());
+}
+
+#[tokio::test]
+async fn the_fault_switchboard_looks_like_a_real_outage_to_everything() {
+    let west = FakeRegion::new("westus").start().await;
+    let east = FakeRegion::new("northeurope").start().await;
+    let config =
+        TestConfig::new(&[&west, &east]).service("[services.failback]\nstable_for = \"0s\"");
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
+    let client = http1_client();
+
+    // down: connects "fail", GETs retry on the secondary with no error, probes see it too.
+    let resp = proxy
+        .admin_post(
+            "/services/orders/regions/westus/fault",
+            r#"{"mode":"down"}"#,
+        )
+        .await
+        .expect("fault");
+    assert_eq!(resp.status.as_u16(), 200, "{}", resp.text());
+    for _ in 0..20 {
+        let r = client.get(&config.url("/")).await.expect("GET");
+        assert_eq!(r.status.as_u16(), 200);
+        assert_eq!(r.region(), Some("northeurope"));
+    }
+    assert_eq!(
+        proxy
+            .region_state("orders", "westus")
+            .await
+            .expect("status")
+            .as_deref(),
+        Some("fault")
+    );
+    let before = west.requests();
+    assert_eq!(before, 0, "a downed region receives nothing");
+    let resp = proxy
+        .admin_request(
+            Method::DELETE,
+            "/services/orders/regions/westus/fault",
+            &[],
+            "",
+        )
+        .await
+        .expect("clear");
+    assert_eq!(resp.status.as_u16(), 200);
+    let back = eventually(
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        || async { served_by(&config).await.as_deref() == Some("westus") },
+    )
+    .await;
+    assert!(back, "{}", proxy.logs());
+
+    // error at 50%: exactly half of the primary's answers are the injected 503, each retried.
+    let resp = proxy
+        .admin_post(
+            "/services/orders/regions/westus/fault",
+            r#"{"mode":"error","status":503,"percent":50}"#,
+        )
+        .await
+        .expect("fault");
+    assert_eq!(resp.status.as_u16(), 200);
+    let mut retried = 0;
+    for _ in 0..6 {
+        let r = client.get(&config.url("/")).await.expect("GET");
+        assert_eq!(r.status.as_u16(), 200, "the injected 503 was retried");
+        if r.header("x-switchyard-attempts") == Some("2") {
+            retried += 1;
+        }
+    }
+    assert!(retried >= 2, "injected errors were retried: {retried}");
+    proxy
+        .admin_request(
+            Method::DELETE,
+            "/services/orders/regions/westus/fault",
+            &[],
+            "",
+        )
+        .await
+        .expect("clear");
+
+    // delay: every request to the primary waits.
+    proxy
+        .admin_post(
+            "/services/orders/regions/westus/fault",
+            r#"{"mode":"delay","delay_ms":300}"#,
+        )
+        .await
+        .expect("fault");
+    let started = std::time::Instant::now();
+    let r = client.get(&config.url("/")).await.expect("GET");
+    assert_eq!(r.status.as_u16(), 200);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn bad_admin_input_gets_a_4xx_with_a_json_error_and_changes_nothing() {
+    let west = FakeRegion::new("westus").start().await;
+    let config = TestConfig::new(&[&west]);
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
+    let cases: [(Method, &str, &str, u16); 10] = [
+        (Method::POST, "/services/nope/regions/westus/drain", "", 404),
+        (Method::POST, "/services/orders/regions/nope/drain", "", 404),
+        (
+            Method::POST,
+            "/services/orders/regions/westus/fault",
+            "{not json",
+            400,
+        ),
+        (
+            Method::POST,
+            "/services/orders/regions/westus/fault",
+            r#"{"mode":"meltdown"}"#,
+            400,
+        ),
+        (
+            Method::POST,
+            "/services/orders/regions/westus/fault",
+            r#"{"mode":"error","percent":500}"#,
+            400,
+        ),
+        (
+            Method::POST,
+            "/services/orders/failover",
+            r#"{"write_region":"mars"}"#,
+            404,
+        ),
+        (
+            Method::POST,
+            "/services/orders/failover",
+            r#"{"region":"westus"}"#,
+            400,
+        ),
+        (
+            Method::GET,
+            "/services/orders/regions/westus/drain",
+            "",
+            405,
+        ),
+        (Method::DELETE, "/status", "", 405),
+        (Method::GET, "/no/such/route", "", 404),
+    ];
+    for (method, path, body, status) in cases {
+        let resp = proxy
+            .admin_request(method.clone(), path, &[], body)
+            .await
+            .expect("admin");
+        assert_eq!(
+            resp.status.as_u16(),
+            status,
+            "{method} {path} {body}: {}",
+            resp.text()
+        );
+        let json = resp.json().expect("JSON error body");
+        assert!(
+            json["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{json}"
+        );
+    }
+    let ok = http1_client().get(&config.url("/")).await.expect("GET");
+    assert_eq!(ok.status.as_u16(), 200);
+    assert_eq!(
+        proxy
+            .region_state("orders", "westus")
+            .await
+            .expect("status")
+            .as_deref(),
+        Some("healthy")
+    );
+}
+
+#[tokio::test]
+async fn a_token_guards_every_mutating_call_but_not_reads() {
+    let west = FakeRegion::new("westus").start().await;
+    let config = TestConfig::new(&[&west]).top("").render().replace(
+        "[admin]\n",
+        "[admin]\ntoken_env = \"SWITCHYARD_TEST_ADMIN_TOKEN\"\n",
+    );
+    let proxy = ProxyProcess::builder(&config)
+        .env("SWITCHYARD_TEST_ADMIN_TOKEN", "s3cret")
+        .start()
+        .await
+        .expect("proxy starts");
+    let drain = "/services/orders/regions/westus/drain";
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("s3cret"),
+        Some("Bearer s3cre"),
+    ] {
+        let headers: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
+        let resp = proxy
+            .admin_request(Method::POST, drain, &headers, "")
+            .await
+            .expect("admin");
+        assert_eq!(resp.status.as_u16(), 401, "{auth:?}");
+    }
+    assert_eq!(
+        proxy
+            .admin_get("/status")
+            .await
+            .expect("status")
+            .status
+            .as_u16(),
+        200
+    );
+    let resp = proxy
+        .admin_request(
+            Method::POST,
+            drain,
+            &[("authorization", "Bearer s3cret")],
+            "",
+        )
+        .await
+        .expect("admin");
+    assert_eq!(resp.status.as_u16(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_failover_under_a_stream_of_writes_loses_and_duplicates_nothing() {
+    let west = FakeRegion::new("westus").start().await;
+    let east = FakeRegion::new("northeurope").start().await;
+    let config = TestConfig::new(&[&west, &east]);
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
+    let url = config.url("/orders");
+    let sent = Arc::new(AtomicUsize::new(0));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let (url, sent) = (url.clone(), sent.clone());
+        writers.push(tokio::spawn(async move {
+            let client = http1_client();
+            let mut failures = 0;
+            for i in 0..150 {
+                let seq = format!("{w}-{i}");
+                let resp = client
+                    .post(&url, seq.clone(), &[("x-seq", seq.as_str())])
+                    .await;
+                sent.fetch_add(1, Ordering::Relaxed);
+                if !resp.is_ok_and(|r| r.status.is_success()) {
+                    failures += 1;
+                }
+            }
+            failures
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let resp = proxy
+        .admin_post(
+            "/services/orders/failover",
+            r#"{"write_region":"northeurope"}"#,
+        )
+        .await
+        .expect("failover");
+    assert_eq!(resp.status.as_u16(), 200, "{}", resp.text());
+    let mut failures = 0;
+    for w in writers {
+        failures += w.await.expect("writer");
+    }
+    assert_eq!(failures, 0, "{}", proxy.logs());
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for r in west.received().into_iter().chain(east.received()) {
+        if let Some(seq) = r.header("x-seq") {
+            *seen.entry(seq.to_owned()).or_default() += 1;
+        }
+    }
+    assert_eq!(
+        seen.len(),
+        sent.load(Ordering::Relaxed),
+        "every write arrived"
+    );
+    assert!(seen.values().all(|&n| n == 1), "no write arrived twice");
+    let status = proxy.status().await.expect("status");
+    let regions = &status["services"][0]["regions"];
+    assert_eq!(regions[1]["name"], "northeurope");
+    assert_eq!(regions[1]["write"], true, "{status}");
+    assert_eq!(regions[0]["write"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_load_drops_nothing_and_a_bad_reload_keeps_serving() {
+    let west = FakeRegion::new("westus").start().await;
+    let east = FakeRegion::new("northeurope").start().await;
+    let config = TestConfig::new(&[&west, &east]);
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
+    proxy
+        .admin_post("/services/orders/regions/westus/drain", "")
+        .await
+        .expect("drain");
+
+    let url = config.url("/");
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let url = url.clone();
+        clients.push(tokio::spawn(async move {
+            let client = http1_client();
+            let mut failed = 0;
+            for _ in 0..200 {
+                if !client.get(&url).await.is_ok_and(|r| r.status.is_success()) {
+                    failed += 1;
+                }
+            }
+            failed
+        }));
+    }
+    // A valid change: a new degraded body and retry settings.
+    let changed = config.render().replace(
+        "[services.health]",
+        "[services.degraded]\nbody = \"reloaded\"\n\n[services.health]",
+    );
+    proxy.write_config(&changed).expect("write");
+    let resp = proxy.admin_post("/reload", "").await.expect("reload");
+    assert_eq!(resp.status.as_u16(), 200, "{}", resp.text());
+    proxy.reload().expect("SIGHUP");
+
+    // An invalid one: refused with positions, the running config keeps serving.
+    proxy
+        .write_config(&changed.replace("interval = \"100ms\"", "interval = \"fast\""))
+        .expect("write");
+    let resp = proxy.admin_post("/reload", "").await.expect("reload");
+    assert_eq!(resp.status.as_u16(), 400);
+    let body = resp.json().expect("json");
+    assert!(
+        body["errors"].to_string().contains("switchyard.toml:"),
+        "{body}"
+    );
+    proxy.reload().expect("SIGHUP with a bad file");
+
+    let mut failed = 0;
+    for c in clients {
+        failed += c.await.expect("client");
+    }
+    assert_eq!(failed, 0, "{}", proxy.logs());
+    assert!(proxy.logs().contains("reload refused"), "{}", proxy.logs());
+    assert_eq!(
+        proxy
+            .region_state("orders", "westus")
+            .await
+            .expect("status")
+            .as_deref(),
+        Some("drained"),
+        "health and drains carry over a reload"
+    );
+}
+
+const STALE: &str = "[services.degraded]\nstale_if_error = \"60s\"\nbody = \"degraded\"\n";
+
+#[tokio::test]
+async fn stale_answers_are_served_when_every_region_is_gone() {
+    let west = FakeRegion::new("westus").start().await;
+    let config = TestConfig::new(&[&west]).service(STALE);
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
+    let client = http1_client();
+    let fresh = client
+        .get(&config.url("/catalog?page=1"))
+        .await
+        .expect("GET");
+    assert_eq!(fresh.status.as_u16(), 200);
+    let post = client
+        .post(&config.url("/catalog?page=2"), "x", &[])
+        .await
+        .expect("POST");
+    assert_eq!(post.status.as_u16(), 200);
+
+    west.kill().await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let stale = client
+        .get(&config.url("/catalog?page=1"))
+        .await
+        .expect("GET");
+    assert_eq!(stale.status.as_u16(), 200, "{}", proxy.logs());
+    assert_eq!(stale.text(), "westus", "the last good body");
+    assert_eq!(stale.header("x-switchyard-degraded"), Some("1"));
+    assert!(
+        stale
+            .header("age")
+            .and_then(|a| a.parse::<u64>().ok())
+            .is_some_and(|a| a >= 1)
+    );
+
+    let never_cached = client
+        .get(&config.url("/catalog?page=3"))
+        .await
+        .expect("GET");
+    assert_eq!(never_cached.status.as_u16(), 503);
+    assert_eq!(never_cached.text(), "degraded");
+    let writes_are_not_stale = client
+        .get(&config.url("/catalog?page=2"))
+        .await
+        .expect("GET");
+    assert_eq!(writes_are_not_stale.status.as_u16(), 503);
+}
+
+#[tokio::test]
+async fn no_store_responses_are_never_served_stale() {
+    let west = FakeRegion::new("westus")
+        .header("cache-control", "no-store")
+        .start()
+        .await;
+    let config = TestConfig::new(&[&west]).service(STALE);
+    let _proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
+    let client = http1_client();
+    assert_eq!(
+        client
+            .get(&config.url("/account"))
+            .await
+            .expect("GET")
+            .status
+            .as_u16(),
+        200
+    );
+    west.kill().await;
+    let resp = client.get(&config.url("/account")).await.expect("GET");
+    assert_eq!(resp.status.as_u16(), 503);
+    assert_eq!(resp.text(), "degraded");
+}
