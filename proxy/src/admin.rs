@@ -426,7 +426,7 @@ fn status(state: &AppState) -> Value {
                 .collect();
             json!({
                 "name": entry.name,
-                "listen": service.config.listen.to_string(),
+                "listen": entry.listen.to_string(),
                 "active_region": active.map(|i| &*snap.regions[i].name),
                 "write_region": snap.write_region().map(|i| &*snap.regions[i].name),
                 "regions": regions,

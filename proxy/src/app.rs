@@ -43,6 +43,8 @@ impl StartError {
 pub struct ServiceEntry {
     pub name: String,
     pub slot: ServiceSlot,
+    /// The address actually bound (differs from the config when it asked for port 0).
+    pub listen: std::net::SocketAddr,
 }
 
 /// State shared by the listeners and the admin API.
@@ -103,6 +105,7 @@ impl App {
             entries.push(ServiceEntry {
                 name: svc.name.clone(),
                 slot: slot.clone(),
+                listen: listener.local_addr().unwrap_or(svc.listen),
             });
             bound.push(BoundService {
                 listener,

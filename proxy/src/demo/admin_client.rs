@@ -48,7 +48,7 @@ impl AdminClient {
         if let Some(b) = body {
             curl.push_str(&format!(" -d '{b}'"));
         }
-        println!("  {} {}", self.style.dim("$"), self.style.bold(&curl));
+        say!("  {} {}", self.style.dim("$"), self.style.bold(&curl));
         match self.send(method, &url, body).await {
             Ok((status, text)) => {
                 let line = if path == "/status" {
@@ -61,11 +61,11 @@ impl AdminClient {
                 } else {
                     self.style.bad(&line)
                 };
-                println!("    <- {line}");
+                say!("    <- {line}");
                 Some((status, text))
             }
             Err(e) => {
-                println!("    <- {}", self.style.bad(&format!("failed: {e}")));
+                say!("    <- {}", self.style.bad(&format!("failed: {e}")));
                 None
             }
         }
@@ -109,8 +109,8 @@ impl AdminClient {
             return;
         }
         match serde_json::from_str::<Value>(&text) {
-            Ok(json) => print!("{}", render_status(&json)),
-            Err(_) => println!("    {}", short(&text)),
+            Ok(json) => say_raw!(render_status(&json)),
+            Err(_) => say!("    {}", short(&text)),
         }
     }
 }

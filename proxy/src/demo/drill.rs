@@ -41,7 +41,7 @@ pub struct Drill {
 
 impl Drill {
     fn begin(&self, name: &str, what: &str) -> Phase {
-        println!("{} {}", self.style.bold(&format!("== {name}:")), what);
+        say!("{} {}", self.style.bold(&format!("== {name}:")), what);
         self.phase.send_replace(name.to_owned());
         Phase {
             name: name.to_owned(),
@@ -108,11 +108,11 @@ impl Drill {
     }
 
     fn event(&self, text: &str) {
-        println!("  {} {}", self.style.good("->"), text);
+        say!("  {} {}", self.style.good("->"), text);
     }
 
     fn warn(&self, text: &str) {
-        println!("  {} {}", self.style.bad("!!"), text);
+        say!("  {} {}", self.style.bad("!!"), text);
     }
 
     /// After a fault at `since`, waits for the first read answered by another region (writes
@@ -223,7 +223,7 @@ impl Drill {
     /// The same drills through the admin API a user would script against.
     pub async fn switchboard(&mut self) {
         let region_path = format!("/services/{SERVICE}/regions/{}/fault", REGIONS[PRIMARY]);
-        println!("{}", self.style.bold("== drill via the admin switchboard"));
+        say!("{}", self.style.bold("== drill via the admin switchboard"));
 
         let p = self.begin("switchboard: 503s", "westus answers 503 to every request");
         let at = Instant::now();

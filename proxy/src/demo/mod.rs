@@ -11,6 +11,22 @@
 //! - [`drill`]: the phases and what each one measures.
 //! - [`stats`], [`report`], [`admin_client`]: what gets counted and printed.
 
+/// `println!` that ignores a closed stdout (`switchyard demo | head` must not panic).
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// Prints text that already ends in a newline, ignoring a closed stdout.
+macro_rules! say_raw {
+    ($text:expr) => {{
+        use std::io::Write as _;
+        let _ = std::io::stdout().lock().write_all(($text).as_bytes());
+    }};
+}
+
 mod admin_client;
 mod drill;
 mod region;
@@ -54,7 +70,7 @@ pub async fn run() -> Result<(), Box<dyn Error>> {
 
     let plugin_dir = setup::find_plugins();
     if plugin_dir.is_none() {
-        println!(
+        say!(
             "{}",
             style.dim(&format!(
                 "example plugins not found; running without them (build them with: {})",
@@ -82,7 +98,7 @@ pub async fn run() -> Result<(), Box<dyn Error>> {
     };
     let outcome = script(&mut drill, &mut regions).await;
     if outcome.is_ok() {
-        println!("{}", style.bold("== final state"));
+        say!("{}", style.bold("== final state"));
         drill.admin.show_status().await;
     }
 
@@ -95,7 +111,7 @@ pub async fn run() -> Result<(), Box<dyn Error>> {
     }
     outcome?;
 
-    print!("{}", report::summary(&style, &drill.reports));
+    say_raw!(report::summary(&style, &drill.reports));
     closing(&style, &drill, started.elapsed());
     Ok(())
 }
@@ -113,7 +129,7 @@ async fn script(drill: &mut Drill, regions: &mut [DemoRegion]) -> Result<(), Box
 }
 
 fn banner(style: &Style, regions: &[DemoRegion], sidecar: &Sidecar) {
-    println!(
+    say!(
         "{}",
         style.bold("switchyard demo: a failover drill on this machine (about 30 s)")
     );
@@ -125,30 +141,30 @@ fn banner(style: &Style, regions: &[DemoRegion], sidecar: &Sidecar) {
             format!("{} {} (priority {i}{role})", r.name, r.addr())
         })
         .collect();
-    println!("  regions  {}", names.join("  "));
-    println!(
+    say!("  regions  {}", names.join("  "));
+    say!(
         "  sidecar  service {} on http://{}   admin API on http://{}",
         setup::SERVICE,
         sidecar.service,
         sidecar.admin
     );
     match &sidecar.plugins {
-        Some(dir) => println!(
+        Some(dir) => say!(
             "  plugins  write-pinning, degraded-mode (from {})",
             dir.display()
         ),
-        None => println!("  plugins  none (built-in priority routing)"),
+        None => say!("  plugins  none (built-in priority routing)"),
     }
-    println!(
+    say!(
         "  traffic  {} clients, up to {} req/s: GET /orders/ID, and every {}th request a POST /orders",
         traffic::CLIENTS,
         traffic::MAX_RATE,
         traffic::WRITE_EVERY
     );
-    println!(
+    say!(
         "  timings  health every 200ms (2 to flip), eject after 3 failures, per-try timeout 300ms, stable_for 3s"
     );
-    println!();
+    say!();
 }
 
 fn closing(style: &Style, drill: &Drill, took: Duration) {
@@ -177,8 +193,8 @@ fn closing(style: &Style, drill: &Drill, took: Duration) {
         took.as_secs_f64(),
         stats::plural(errors, "failed request", "failed requests"),
     );
-    println!();
-    println!(
+    say!();
+    say!(
         "{}",
         if errors == 0 {
             style.good(&verdict)
@@ -186,7 +202,7 @@ fn closing(style: &Style, drill: &Drill, took: Duration) {
             style.bold(&verdict)
         }
     );
-    println!(
+    say!(
         "Next: write a switchyard.toml for your service and run `switchyard run --config switchyard.toml`."
     );
 }

@@ -83,7 +83,7 @@ pub fn spawn_ticker(
                     let elapsed = now.saturating_duration_since(last).max(Duration::from_millis(1));
                     last = now;
                     let name = phase.borrow().clone();
-                    println!("{}", live_line(&style, now - started, &name, &Stats::of(&batch), elapsed));
+                    say!("{}", live_line(&style, now - started, &name, &Stats::of(&batch), elapsed));
                 }
                 _ = stop.changed() => break,
             }

@@ -47,7 +47,7 @@ impl Sidecar {
                 Err(e) => {
                     let why = e.to_string();
                     let why = why.trim_end().replace('\n', "; ");
-                    println!(
+                    say!(
                         "{}",
                         style.dim(&format!(
                             "plugins did not load ({why}); running without them"
