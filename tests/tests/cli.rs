@@ -184,3 +184,75 @@ retry_after = "20s"
     assert_eq!(resp.header("x-switchyard-degraded"), Some("1"));
     assert!(resp.header("x-switchyard-attempts").is_some());
 }
+
+#[tokio::test]
+async fn the_shipped_examples_are_valid() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = switchyard_tests::run_command(
+        &["check", "--config", "examples/two-regions.toml"],
+        &root,
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("check runs");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // The HTTPS example names PEM files a reader supplies: those, and only those, are missing.
+    let out = switchyard_tests::run_command(
+        &["check", "--config", "examples/https-regions.toml"],
+        &root,
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("check runs");
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.lines().all(|l| l.contains("file not found")),
+        "{}",
+        out.stderr
+    );
+}
+
+#[tokio::test]
+async fn several_services_run_in_one_process_each_on_its_own_port() {
+    let orders = FakeRegion::new("orders-west").start().await;
+    let users = FakeRegion::new("users-west").start().await;
+    let (admin, p1, p2) = (free_port(), free_port(), free_port());
+    let config = format!(
+        r#"
+[admin]
+listen = "127.0.0.1:{admin}"
+[[services]]
+name = "orders"
+listen = "127.0.0.1:{p1}"
+[[services.regions]]
+name = "west"
+url = "{orders}"
+[[services]]
+name = "users"
+listen = "127.0.0.1:{p2}"
+[[services.regions]]
+name = "west"
+url = "{users}"
+"#,
+        orders = orders.url(),
+        users = users.url()
+    );
+    let proxy = ProxyProcess::start(&config).await.expect("proxy starts");
+    let client = http1_client();
+    let a = client
+        .get(&format!("http://127.0.0.1:{p1}/"))
+        .await
+        .expect("orders");
+    let b = client
+        .get(&format!("http://127.0.0.1:{p2}/"))
+        .await
+        .expect("users");
+    assert_eq!(a.fake_region(), Some("orders-west"));
+    assert_eq!(b.fake_region(), Some("users-west"));
+    let status = proxy.status().await.expect("status");
+    assert_eq!(
+        status["services"].as_array().map(Vec::len),
+        Some(2),
+        "{status}"
+    );
+}
