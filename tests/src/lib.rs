@@ -8,6 +8,7 @@
 //! - [`otlp`]: `FakeCollector`, an OTLP trace receiver (gRPC or HTTP) that keeps the spans.
 //! - [`pki`]: `TestPki`, a throwaway CA with server and client certificates as PEM files.
 //! - [`plugins`]: the plugin components (shipped and fault-test ones), built once per process.
+//! - [`prometheus`]: `Scrape`, `/metrics` parsed strictly as Prometheus text.
 //! - [`proxy`]: `ProxyProcess`, the `switchyard` binary run as a child with a temp-dir config.
 //! - [`cli`]: where the binary is, and one-shot commands (`run_check`, `run_command`).
 //! - [`configs`]: `TestConfig`, one service in front of fake regions with fast timers.
@@ -40,22 +41,24 @@ pub mod fake_region;
 pub mod otlp;
 pub mod pki;
 pub mod plugins;
+pub mod prometheus;
 pub mod proxy;
 pub mod template;
 pub mod wait;
 
-pub use configs::TestConfig;
 pub use cli::{CommandOutput, binary_path, run_check, run_check_in, run_command};
 pub use client::{
     HttpClient, Protocol, TestBody, TestResponse, channel_body, empty, full, get, h2c_client,
     http1_client, https_client, mtls_client, post, raw_http, raw_http_timeout,
 };
+pub use configs::TestConfig;
 pub use fake_region::{
     FakeRegion, FakeRegionBuilder, Mode, RecordedRequest, pattern_bytes, sha256_hex,
 };
 pub use otlp::{CollectedSpan, FakeCollector};
 pub use pki::TestPki;
 pub use plugins::{copy_plugin, plugin};
+pub use prometheus::Scrape;
 pub use proxy::{ProxyBuilder, ProxyProcess};
 pub use template::{free_port, render};
 pub use wait::{eventually, wait_until};

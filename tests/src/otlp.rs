@@ -168,8 +168,8 @@ pub struct FakeCollector {
     task: JoinHandle<()>,
 }
 
-async fn bind() -> TcpListener {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+async fn bind(port: u16) -> TcpListener {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, port))
         .await
         .expect("bind the fake collector on 127.0.0.1")
 }
@@ -177,7 +177,12 @@ async fn bind() -> TcpListener {
 impl FakeCollector {
     /// An OTLP/gRPC receiver.
     pub async fn grpc() -> FakeCollector {
-        let listener = bind().await;
+        Self::grpc_on(0).await
+    }
+
+    /// An OTLP/gRPC receiver on this port (to bring a collector up where one was missing).
+    pub async fn grpc_on(port: u16) -> FakeCollector {
+        let listener = bind(port).await;
         let addr = listener.local_addr().expect("collector address");
         let store = Store::default();
         let service = TraceServiceServer::new(Receiver(store.clone()));
@@ -198,7 +203,7 @@ impl FakeCollector {
 
     /// An OTLP/HTTP receiver taking protobuf at `POST /v1/traces`.
     pub async fn http() -> FakeCollector {
-        let listener = bind().await;
+        let listener = bind(0).await;
         let addr = listener.local_addr().expect("collector address");
         let store = Store::default();
         let shared = store.clone();
@@ -216,8 +221,9 @@ impl FakeCollector {
                         async move {
                             let ok = req.uri().path() == "/v1/traces";
                             let body = req.into_body().collect().await.map(|b| b.to_bytes());
-                            let decoded =
-                                body.ok().and_then(|b| ExportTraceServiceRequest::decode(b).ok());
+                            let decoded = body
+                                .ok()
+                                .and_then(|b| ExportTraceServiceRequest::decode(b).ok());
                             let status = match decoded {
                                 Some(request) if ok => {
                                     store.add(request);

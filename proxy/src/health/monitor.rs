@@ -163,6 +163,10 @@ impl HealthMonitor {
             let carried = previous.and_then(|p| p.take(&r.name));
             regions.push(carried.unwrap_or_default());
         }
+        // What was not carried over left the config: its gauges must not say healthy or active.
+        for gone in previous.map(HealthMonitorState::names).unwrap_or_default() {
+            metrics().forget_region(&config.name, &gone);
+        }
         let counters: Arc<[RegionCounters]> = config
             .regions
             .iter()
@@ -327,6 +331,13 @@ pub struct HealthMonitorState {
 }
 
 impl HealthMonitorState {
+    fn names(&self) -> Vec<String> {
+        self.regions
+            .lock()
+            .map(|r| r.iter().map(|(n, _)| n.clone()).collect())
+            .unwrap_or_default()
+    }
+
     fn take(&self, name: &str) -> Option<RegionHealth> {
         // Only touched while building a new monitor, never on the request path.
         let mut regions = self.regions.lock().ok()?;

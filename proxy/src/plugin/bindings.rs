@@ -8,4 +8,4 @@ wasmtime::component::bindgen!({
     world: "policy",
 });
 
-pub use switchyard::policy::{host, types};
+pub use self::switchyard::policy::{host, types};

@@ -170,8 +170,10 @@ impl Policy for PluginChain {
         let resp = wit::ResponseHead {
             status: status.as_u16(),
             region: region.to_owned(),
+            // As the region sent them: the host's own `x-switchyard-*` headers are not shown.
             headers: headers
                 .iter()
+                .filter(|(n, _)| !n.as_str().starts_with("x-switchyard-"))
                 .filter_map(|(n, v)| {
                     Some((
                         n.as_str().to_owned(),

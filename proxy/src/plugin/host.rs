@@ -157,6 +157,15 @@ pub struct HostState {
     pub table: ResourceTable,
     pub limits: Limits,
     pub shared: Arc<PluginShared>,
+    /// Set when the current call ran past its wall-clock deadline (see `pool::on_deadline`).
+    pub overtime: Option<Overtime>,
+}
+
+/// A call past its wall-clock deadline: the thread's CPU time then, and ticks granted since.
+#[derive(Debug, Clone, Copy)]
+pub struct Overtime {
+    pub cpu_at_deadline: std::time::Duration,
+    pub ticks: u64,
 }
 
 impl HostState {
@@ -168,6 +177,7 @@ impl HostState {
                 memory_exceeded: false,
             },
             shared,
+            overtime: None,
         }
     }
 }

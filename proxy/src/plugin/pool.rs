@@ -7,17 +7,28 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crossbeam_queue::ArrayQueue;
-use wasmtime::{Store, Trap};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
 use super::bindings::{Policy, PolicyPre};
 use super::engine;
-use super::host::{HostState, PluginShared};
+use super::host::{HostState, Overtime, PluginShared};
 
 /// Deadline of one hook call, in epoch ticks ([`engine::TICK`], 1 ms): a plugin answers in
 /// microseconds, so 10 ms means it is stuck.
+///
+/// Epochs measure wall time, and on a busy machine a thread can be descheduled for longer
+/// than that in the middle of a call. So when the deadline passes the call is not stopped
+/// yet: it is given [`CPU_GRACE`] more of its thread's own CPU time, checked every tick, and
+/// stopped when it has used that (a plugin that spins: about 20 ms in all) or after
+/// [`MAX_OVERTIME_TICKS`] whatever happens. Calls that finish in time pay nothing for this.
 pub const CALL_DEADLINE_TICKS: u64 = 10;
+/// CPU time a call may still use once its wall-clock deadline has passed.
+pub const CPU_GRACE: Duration = Duration::from_millis(10);
+/// Ticks after the deadline at which a call is stopped even if its thread barely ran.
+pub const MAX_OVERTIME_TICKS: u64 = 1_000;
 /// Deadline of instantiation plus `init` (config parsing may do real work once).
 pub const INIT_DEADLINE_TICKS: u64 = 1_000;
 /// Warm instances kept per plugin (calls beyond this many at once make and drop extras).
@@ -99,7 +110,7 @@ impl Instances {
         let mut store = Store::new(engine, HostState::new(self.shared.clone()));
         store.limiter(|s| &mut s.limits);
         store.set_epoch_deadline(INIT_DEADLINE_TICKS);
-        store.epoch_deadline_trap();
+        store.epoch_deadline_callback(|mut cx| on_deadline(cx.data_mut()));
         let init_fault = |e: wasmtime::Error, store: &Store<HostState>| {
             let fault = classify(&e, store, INIT_DEADLINE_TICKS);
             Fault {
@@ -147,6 +158,7 @@ impl Instances {
             None => self.instantiate()?,
         };
         warm.store.set_epoch_deadline(CALL_DEADLINE_TICKS);
+        warm.store.data_mut().overtime = None;
         match f(&mut warm.store, &warm.plugin) {
             Ok(r) => {
                 // A full pool means more instances exist than are kept: drop this one.
@@ -156,6 +168,40 @@ impl Instances {
             Err(e) => Err(classify(&e, &warm.store, CALL_DEADLINE_TICKS)),
         }
     }
+}
+
+/// The wall-clock deadline of a call passed: grant CPU-time grace, or stop it (see
+/// [`CALL_DEADLINE_TICKS`]).
+fn on_deadline(state: &mut HostState) -> wasmtime::Result<UpdateDeadline> {
+    let Some(cpu) = thread_cpu_time() else {
+        return Ok(UpdateDeadline::Interrupt);
+    };
+    match &mut state.overtime {
+        None => {
+            state.overtime = Some(Overtime {
+                cpu_at_deadline: cpu,
+                ticks: 1,
+            });
+            Ok(UpdateDeadline::Continue(1))
+        }
+        Some(o)
+            if cpu.saturating_sub(o.cpu_at_deadline) < CPU_GRACE
+                && o.ticks < MAX_OVERTIME_TICKS =>
+        {
+            o.ticks += 1;
+            Ok(UpdateDeadline::Continue(1))
+        }
+        Some(_) => Ok(UpdateDeadline::Interrupt),
+    }
+}
+
+/// CPU time the calling thread has used.
+fn thread_cpu_time() -> Option<Duration> {
+    use nix::time::{ClockId, clock_gettime};
+    let t = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).ok()?;
+    let secs = u64::try_from(t.tv_sec()).ok()?;
+    let nanos = u32::try_from(t.tv_nsec()).ok()?;
+    Some(Duration::new(secs, nanos))
 }
 
 /// Which fault an error from a call is.
@@ -170,8 +216,9 @@ fn classify(e: &wasmtime::Error, store: &Store<HostState>, ticks: u64) -> Fault 
     };
     let message = match kind {
         FaultKind::Deadline => format!(
-            "ran past its deadline of {} ms",
-            u128::from(ticks) * engine::TICK.as_millis()
+            "ran past its deadline of {} ms (and {} ms of CPU time after it)",
+            u128::from(ticks) * engine::TICK.as_millis(),
+            CPU_GRACE.as_millis()
         ),
         _ => message,
     };

@@ -164,7 +164,13 @@ mod tests {
             .event_format(JsonLines);
         let subscriber = tracing_subscriber::registry().with(layer);
         tracing::subscriber::with_default(subscriber, || {
-            tracing::warn!(service = "orders", from = "west", to = "east", n = 3, "active region \"changed\"");
+            tracing::warn!(
+                service = "orders",
+                from = "west",
+                to = "east",
+                n = 3,
+                "active region \"changed\""
+            );
         });
         let text = String::from_utf8(buffer.0.lock().expect("buffer").clone()).expect("utf-8");
         let line: serde_json::Value = serde_json::from_str(text.trim()).expect("one JSON line");
@@ -173,7 +179,10 @@ mod tests {
         assert_eq!(line["service"], "orders");
         assert_eq!(line["n"], 3);
         assert!(line["timestamp"].as_str().is_some_and(|t| t.contains('T')));
-        assert!(line.get("trace_id").is_none(), "no trace outside a traced request");
+        assert!(
+            line.get("trace_id").is_none(),
+            "no trace outside a traced request"
+        );
     }
 
     #[test]

@@ -16,15 +16,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+pub use super::exposition::{OPENMETRICS_CONTENT_TYPE, PROMETHEUS_CONTENT_TYPE};
+pub use super::service_metrics::ServiceMetrics;
 use crate::error::FailureKind;
 
 /// The `region` label of responses no region made (degraded, local, refused).
 pub const NO_REGION: &str = "none";
-
-/// Content type of [`Metrics::encode`].
-pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-/// Content type of [`Metrics::encode_prometheus`].
-pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Request-duration bucket bounds in seconds: local answers take well under a millisecond,
 /// same-region calls a few, cross-region calls tens to hundreds, and the top buckets catch
@@ -35,7 +32,7 @@ const DURATION_BUCKETS: [f64; 16] = [
 ];
 
 /// Every `outcome` of `switchyard_upstream_attempts_total`: "ok" then the failure kinds.
-const OUTCOMES: [&str; 7] = [
+pub(super) const OUTCOMES: [&str; 7] = [
     "ok",
     "connect-failure",
     "refused-stream",
@@ -45,7 +42,7 @@ const OUTCOMES: [&str; 7] = [
     "error",
 ];
 
-fn outcome_index(outcome: Option<FailureKind>) -> usize {
+pub(super) fn outcome_index(outcome: Option<FailureKind>) -> usize {
     match outcome {
         None => 0,
         Some(FailureKind::Connect) => 1,
@@ -57,32 +54,29 @@ fn outcome_index(outcome: Option<FailureKind>) -> usize {
     }
 }
 
-/// Status codes `ServiceMetrics` caches counters for (anything else goes through the family).
-const CACHED_CODES: std::ops::Range<u16> = 100..600;
-
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ServiceLabels {
-    service: Arc<str>,
+pub(super) struct ServiceLabels {
+    pub(super) service: Arc<str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RegionLabels {
-    service: Arc<str>,
-    region: Arc<str>,
+pub(super) struct RegionLabels {
+    pub(super) service: Arc<str>,
+    pub(super) region: Arc<str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    service: Arc<str>,
-    region: Arc<str>,
-    code: u16,
+pub(super) struct RequestLabels {
+    pub(super) service: Arc<str>,
+    pub(super) region: Arc<str>,
+    pub(super) code: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct AttemptLabels {
-    service: Arc<str>,
-    region: Arc<str>,
-    outcome: &'static str,
+pub(super) struct AttemptLabels {
+    pub(super) service: Arc<str>,
+    pub(super) region: Arc<str>,
+    pub(super) outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -112,15 +106,15 @@ fn duration_histogram() -> Histogram {
 /// The process-wide metrics; see [`metrics`].
 pub struct Metrics {
     registry: Registry,
-    requests: Family<RequestLabels, Counter>,
-    duration: HistogramFamily,
-    attempts: Family<AttemptLabels, Counter>,
-    retries: Family<ServiceLabels, Counter>,
+    pub(super) requests: Family<RequestLabels, Counter>,
+    pub(super) duration: HistogramFamily,
+    pub(super) attempts: Family<AttemptLabels, Counter>,
+    pub(super) retries: Family<ServiceLabels, Counter>,
     failovers: Family<FailoverLabels, Counter>,
     region_healthy: Family<RegionLabels, Gauge>,
     region_active: Family<RegionLabels, Gauge>,
     plugin_errors: Family<PluginLabels, Counter>,
-    degraded: Family<ServiceLabels, Counter>,
+    pub(super) degraded: Family<ServiceLabels, Counter>,
     spans_dropped: Family<ReasonLabels, Counter>,
 }
 
@@ -209,45 +203,6 @@ impl Metrics {
         }
     }
 
-    /// Recorders for one service, with every per-region series resolved now rather than per
-    /// request. `regions` is in config order; the data path refers to regions by that index.
-    pub fn service<'a>(&self, service: &str, regions: impl IntoIterator<Item = &'a str>) -> ServiceMetrics {
-        let service: Arc<str> = service.into();
-        let region = |name: Arc<str>| {
-            let labels = RegionLabels {
-                service: service.clone(),
-                region: name.clone(),
-            };
-            RegionMetrics {
-                duration: self.duration.get_or_create_owned(&labels),
-                attempts: OUTCOMES.map(|outcome| {
-                    self.attempts.get_or_create_owned(&AttemptLabels {
-                        service: service.clone(),
-                        region: name.clone(),
-                        outcome,
-                    })
-                }),
-                codes: CACHED_CODES.map(|_| OnceLock::new()).collect(),
-                name,
-            }
-        };
-        let regions: Vec<RegionMetrics> = regions
-            .into_iter()
-            .map(Arc::<str>::from)
-            .chain(std::iter::once(Arc::<str>::from(NO_REGION)))
-            .map(region)
-            .collect();
-        let labels = ServiceLabels {
-            service: service.clone(),
-        };
-        ServiceMetrics {
-            retries: self.retries.get_or_create_owned(&labels),
-            degraded: self.degraded.get_or_create_owned(&labels),
-            regions: regions.into_boxed_slice(),
-            service,
-        }
-    }
-
     /// Counts one response sent to a client and observes its duration.
     pub fn request(&self, service: &str, region: &str, code: u16, elapsed: Duration) {
         let labels = RegionLabels {
@@ -310,7 +265,9 @@ impl Metrics {
         self.region_healthy
             .get_or_create(&labels)
             .set(i64::from(healthy));
-        self.region_active.get_or_create(&labels).set(i64::from(active));
+        self.region_active
+            .get_or_create(&labels)
+            .set(i64::from(active));
     }
 
     /// Forgets a region's gauges (it left the config), so it stops showing as healthy or active.
@@ -358,105 +315,7 @@ impl Metrics {
     /// Everything in the Prometheus text format 0.0.4, for scrapers that do not ask for
     /// OpenMetrics (curl, older agents).
     pub fn encode_prometheus(&self) -> String {
-        openmetrics_to_prometheus(&self.encode())
-    }
-}
-
-/// Rewrites the OpenMetrics text of this registry as Prometheus text 0.0.4: counter families
-/// are named after their `_total` samples, and `# UNIT` and `# EOF` go. Gauges and histograms
-/// read the same in both formats.
-fn openmetrics_to_prometheus(text: &str) -> String {
-    let counters: Vec<&str> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.strip_suffix(" counter"))
-        .collect();
-    let mut out = String::with_capacity(text.len() + counters.len() * 16);
-    for line in text.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        let meta = ["# HELP ", "# TYPE "]
-            .into_iter()
-            .find_map(|p| line.strip_prefix(p).map(|rest| (p, rest)));
-        match meta {
-            Some((prefix, rest)) => {
-                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
-                out.push_str(prefix);
-                out.push_str(name);
-                if counters.contains(&name) {
-                    out.push_str("_total");
-                }
-                out.push(' ');
-                out.push_str(tail);
-            }
-            None => out.push_str(line),
-        }
-        out.push('\n');
-    }
-    out
-}
-
-/// One region's series, resolved when the service is built.
-struct RegionMetrics {
-    name: Arc<str>,
-    duration: Histogram,
-    /// Index-aligned with `OUTCOMES`.
-    attempts: [Counter; OUTCOMES.len()],
-    /// `switchyard_requests_total` by status code, filled on first use.
-    codes: Box<[OnceLock<Counter>]>,
-}
-
-/// A service's recorders for the request path; see [`Metrics::service`].
-pub struct ServiceMetrics {
-    service: Arc<str>,
-    /// Index-aligned with the service's regions, then one for [`NO_REGION`].
-    regions: Box<[RegionMetrics]>,
-    retries: Counter,
-    degraded: Counter,
-}
-
-impl ServiceMetrics {
-    /// The region's index for a region name (as stamped in `x-switchyard-region`); names that
-    /// are not a region of this service, "none" included, map to `None`.
-    pub fn region_index(&self, name: &str) -> Option<usize> {
-        let configured = &self.regions[..self.regions.len() - 1];
-        configured.iter().position(|r| &*r.name == name)
-    }
-
-    fn region(&self, region: Option<usize>) -> &RegionMetrics {
-        let none = self.regions.len() - 1;
-        &self.regions[region.filter(|&i| i < none).unwrap_or(none)]
-    }
-
-    /// Counts one response sent to a client. `region` is `None` for responses the sidecar made.
-    pub fn request(&self, region: Option<usize>, code: u16, elapsed: Duration) {
-        let r = self.region(region);
-        r.duration.observe(elapsed.as_secs_f64());
-        let resolve = || {
-            metrics().requests.get_or_create_owned(&RequestLabels {
-                service: self.service.clone(),
-                region: r.name.clone(),
-                code,
-            })
-        };
-        match code.checked_sub(CACHED_CODES.start).and_then(|i| r.codes.get(usize::from(i))) {
-            Some(slot) => slot.get_or_init(resolve).inc(),
-            None => resolve().inc(),
-        };
-    }
-
-    /// Counts one attempt; `outcome` is `None` for a response that was not a failure.
-    pub fn attempt(&self, region: usize, outcome: Option<FailureKind>) {
-        self.region(Some(region)).attempts[outcome_index(outcome)].inc();
-    }
-
-    pub fn retry(&self) {
-        self.retries.inc();
-    }
-
-    pub fn degraded(&self) {
-        self.degraded.inc();
+        super::exposition::openmetrics_to_prometheus(&self.encode())
     }
 }
 
@@ -490,20 +349,71 @@ mod tests {
 
         let text = m.encode();
         let get = |p: &str| sample(&text, p);
-        assert_eq!(get("switchyard_requests_total{service=\"metrics-test\",region=\"west\",code=\"200\"}"), Some(2.0));
-        assert_eq!(get("switchyard_requests_total{service=\"metrics-test\",region=\"none\",code=\"503\"}"), Some(1.0));
-        assert_eq!(get("switchyard_requests_total{service=\"metrics-test\",region=\"none\",code=\"999\"}"), Some(1.0));
-        assert_eq!(get("switchyard_request_duration_seconds_count{service=\"metrics-test\",region=\"west\"}"), Some(2.0));
-        assert_eq!(get("switchyard_upstream_attempts_total{service=\"metrics-test\",region=\"east\",outcome=\"5xx\"}"), Some(1.0));
-        assert_eq!(get("switchyard_upstream_attempts_total{service=\"metrics-test\",region=\"east\",outcome=\"ok\"}"), Some(1.0));
-        assert_eq!(get("switchyard_upstream_attempts_total{service=\"metrics-test\",region=\"west\",outcome=\"timeout\"}"), Some(0.0));
-        assert_eq!(get("switchyard_retries_total{service=\"metrics-test\"}"), Some(1.0));
-        assert_eq!(get("switchyard_degraded_responses_total{service=\"metrics-test\"}"), Some(1.0));
-        assert_eq!(get("switchyard_failovers_total{service=\"metrics-test\",from=\"west\",to=\"east\"}"), Some(1.0));
-        assert_eq!(get("switchyard_region_healthy{service=\"metrics-test\",region=\"east\"}"), Some(1.0));
-        assert_eq!(get("switchyard_region_active{service=\"metrics-test\",region=\"west\"}"), Some(0.0));
-        assert_eq!(get("switchyard_plugin_errors_total{plugin=\"read-preference\",kind=\"trap\"}"), Some(1.0));
+        assert_eq!(
+            get("switchyard_requests_total{service=\"metrics-test\",region=\"west\",code=\"200\"}"),
+            Some(2.0)
+        );
+        assert_eq!(
+            get("switchyard_requests_total{service=\"metrics-test\",region=\"none\",code=\"503\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            get("switchyard_requests_total{service=\"metrics-test\",region=\"none\",code=\"999\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            get(
+                "switchyard_request_duration_seconds_count{service=\"metrics-test\",region=\"west\"}"
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            get(
+                "switchyard_upstream_attempts_total{service=\"metrics-test\",region=\"east\",outcome=\"5xx\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            get(
+                "switchyard_upstream_attempts_total{service=\"metrics-test\",region=\"east\",outcome=\"ok\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            get(
+                "switchyard_upstream_attempts_total{service=\"metrics-test\",region=\"west\",outcome=\"timeout\"}"
+            ),
+            Some(0.0)
+        );
+        assert_eq!(
+            get("switchyard_retries_total{service=\"metrics-test\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            get("switchyard_degraded_responses_total{service=\"metrics-test\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            get("switchyard_failovers_total{service=\"metrics-test\",from=\"west\",to=\"east\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            get("switchyard_region_healthy{service=\"metrics-test\",region=\"east\"}"),
+            Some(1.0)
+        );
+        assert_eq!(
+            get("switchyard_region_active{service=\"metrics-test\",region=\"west\"}"),
+            Some(0.0)
+        );
+        assert_eq!(
+            get("switchyard_plugin_errors_total{plugin=\"read-preference\",kind=\"trap\"}"),
+            Some(1.0)
+        );
         assert!(text.contains("le=\"0.005\""), "histogram buckets: {text}");
+        assert!(
+            !text.contains("region=\"none\",outcome="),
+            "no attempts go to \"none\""
+        );
         assert!(text.ends_with("# EOF\n"));
     }
 
@@ -513,8 +423,20 @@ mod tests {
         m.attempt("outcome-test", "west", "connect-failure");
         m.attempt("outcome-test", "west", "something-new");
         let text = m.encode();
-        assert_eq!(sample(&text, "switchyard_upstream_attempts_total{service=\"outcome-test\",region=\"west\",outcome=\"connect-failure\"}"), Some(1.0));
-        assert_eq!(sample(&text, "switchyard_upstream_attempts_total{service=\"outcome-test\",region=\"west\",outcome=\"error\"}"), Some(1.0));
+        assert_eq!(
+            sample(
+                &text,
+                "switchyard_upstream_attempts_total{service=\"outcome-test\",region=\"west\",outcome=\"connect-failure\"}"
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &text,
+                "switchyard_upstream_attempts_total{service=\"outcome-test\",region=\"west\",outcome=\"error\"}"
+            ),
+            Some(1.0)
+        );
         assert!(!text.contains("something-new"));
     }
 
@@ -530,17 +452,5 @@ mod tests {
         ] {
             assert_eq!(OUTCOMES[outcome_index(Some(kind))], kind.as_str());
         }
-    }
-
-    #[test]
-    fn prometheus_text_names_counter_families_by_their_samples() {
-        let open = "# HELP a_requests Requests.\n# TYPE a_requests counter\na_requests_total{x=\"1\"} 2\n\
-                    # HELP a_up Up.\n# TYPE a_up gauge\n# UNIT a_up seconds\na_up 1\n# EOF\n";
-        let text = openmetrics_to_prometheus(open);
-        assert_eq!(
-            text,
-            "# HELP a_requests_total Requests.\n# TYPE a_requests_total counter\na_requests_total{x=\"1\"} 2\n\
-             # HELP a_up Up.\n# TYPE a_up gauge\na_up 1\n"
-        );
     }
 }

@@ -4,13 +4,17 @@
 //! - [`traces`]: the request and attempt spans, span events, W3C context in and out.
 //! - [`otlp`]: the export pipeline behind them: endpoint, protocol, bounded queue.
 //! - [`metrics`]: the registry behind `GET /metrics` and the typed recorders.
+//! - [`service_metrics`]: a service's recorders for the request path, resolved once.
+//! - [`exposition`]: the OpenMetrics and Prometheus text formats.
 //!
 //! [`init`] installs logs and, when an OTLP endpoint is configured, traces. Without one no
 //! trace layer exists, so request spans are disabled at their call sites.
 
+pub mod exposition;
 pub mod logs;
 pub mod metrics;
 pub mod otlp;
+pub mod service_metrics;
 pub mod traces;
 
 use std::time::Duration;

@@ -7,6 +7,10 @@
 //! batch the collector did not take is counted as `export-failed`. The first failure is logged
 //! once, with the reason, and so is the recovery: a collector that is down costs a log line.
 //!
+//! While exports fail, requests are not traced at all (their spans could only be dropped),
+//! except one a second whose spans probe for the collector's return; untraced spans are
+//! counted as `collector-down`. So a dead collector costs requests what tracing off costs.
+//!
 //! Standard environment variables are honoured: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`,
 //! `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL`, `_HEADERS`, `_TIMEOUT`, `_COMPRESSION`,
 //! `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER[_ARG]` and `OTEL_BSP_*`.
@@ -14,8 +18,8 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -46,6 +50,42 @@ const DEFAULT_QUEUE_SIZE: usize = 2048;
 /// Bound on the OTLP/HTTP client's wait for a collector, unless `OTEL_EXPORTER_OTLP_TIMEOUT`
 /// says otherwise (the exporter applies that one on top).
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether the last export failed.
+static EXPORT_FAILING: AtomicBool = AtomicBool::new(false);
+/// While exports fail, when the next probe request may be traced (ms since `EPOCH`).
+static NEXT_PROBE_MS: AtomicU64 = AtomicU64::new(0);
+static EPOCH: OnceLock<tokio::time::Instant> = OnceLock::new();
+/// How often a request is traced while the collector is unreachable.
+const PROBE_EVERY_MS: u64 = 1000;
+
+/// Whether the request starting now should be traced: always while exports succeed, once a
+/// second while they fail.
+pub fn admit() -> bool {
+    if !EXPORT_FAILING.load(Ordering::Relaxed) {
+        return true;
+    }
+    let epoch = *EPOCH.get_or_init(tokio::time::Instant::now);
+    let now = u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+    let next = NEXT_PROBE_MS.load(Ordering::Relaxed);
+    now >= next
+        && NEXT_PROBE_MS
+            .compare_exchange(
+                next,
+                now + PROBE_EVERY_MS,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+}
+
+/// Counts a span not made because the collector is unreachable.
+pub fn not_traced() {
+    static COUNTER: OnceLock<Counter> = OnceLock::new();
+    COUNTER
+        .get_or_init(|| metrics().spans_dropped("collector-down"))
+        .inc();
+}
 
 /// How spans reach the collector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,14 +126,20 @@ pub fn resolve(configured: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -
     };
     let uri: Option<http::Uri> = url.parse().ok();
     let path = uri.as_ref().map_or("", |u| u.path());
-    let transport = match env(TRACES_PROTOCOL_ENV).or_else(|| env(PROTOCOL_ENV)).as_deref() {
+    let transport = match env(TRACES_PROTOCOL_ENV)
+        .or_else(|| env(PROTOCOL_ENV))
+        .as_deref()
+    {
         Some("grpc") => Transport::Grpc,
         Some(p) if p.starts_with("http/") => Transport::HttpProtobuf,
         _ if uri.as_ref().and_then(http::Uri::port_u16) == Some(4318) => Transport::HttpProtobuf,
         _ if path.ends_with("/v1/traces") => Transport::HttpProtobuf,
         _ => Transport::Grpc,
     };
-    let url = if transport == Transport::HttpProtobuf && !signal_specific && !path.ends_with("/v1/traces") {
+    let url = if transport == Transport::HttpProtobuf
+        && !signal_specific
+        && !path.ends_with("/v1/traces")
+    {
         format!("{}/v1/traces", url.trim_end_matches('/'))
     } else {
         url
@@ -145,11 +191,12 @@ pub fn build(target: Target, service_name: &str) -> Result<Pipeline, String> {
         capacity,
         queue_full: metrics().spans_dropped("queue-full"),
         export_failed: metrics().spans_dropped("export-failed"),
-        failing: AtomicBool::new(false),
         url: target.url.clone(),
     });
     // Same capacity as ours, so the SDK's queue never fills first and drops uncounted.
-    let config = BatchConfigBuilder::default().with_max_queue_size(capacity).build();
+    let config = BatchConfigBuilder::default()
+        .with_max_queue_size(capacity)
+        .build();
     let batch = BatchSpanProcessor::builder(Accounted {
         inner: exporter,
         queue: queue.clone(),
@@ -165,7 +212,10 @@ pub fn build(target: Target, service_name: &str) -> Result<Pipeline, String> {
         .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
         .build();
     let provider = SdkTracerProvider::builder()
-        .with_span_processor(Bounded { inner: batch, queue })
+        .with_span_processor(Bounded {
+            inner: batch,
+            queue,
+        })
         .with_resource(resource)
         .build();
     let tracer = provider.tracer("switchyard");
@@ -184,8 +234,6 @@ struct Queue {
     capacity: usize,
     queue_full: Counter,
     export_failed: Counter,
-    /// Whether the last export failed, so only changes are logged.
-    failing: AtomicBool,
     url: String,
 }
 
@@ -237,17 +285,19 @@ impl<E: SpanExporter> SpanExporter for Accounted<E> {
         let _ = self
             .queue
             .pending
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| Some(p.saturating_sub(n)));
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |p| {
+                Some(p.saturating_sub(n))
+            });
         match &result {
             Err(e) => {
                 self.queue.export_failed.inc_by(n as u64);
-                if !self.queue.failing.swap(true, Ordering::AcqRel) {
+                if !EXPORT_FAILING.swap(true, Ordering::AcqRel) {
                     tracing::warn!(endpoint = %self.queue.url,
                         "trace export failed, dropping spans until the collector answers: {e}");
                 }
             }
             Ok(()) => {
-                if self.queue.failing.swap(false, Ordering::AcqRel) {
+                if EXPORT_FAILING.swap(false, Ordering::AcqRel) {
                     tracing::info!(endpoint = %self.queue.url, "trace export recovered");
                 }
             }
@@ -268,8 +318,13 @@ impl<E: SpanExporter> SpanExporter for Accounted<E> {
     }
 }
 
-type ExportFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<http::Response<Bytes>, opentelemetry_http::HttpError>> + Send + 'a>>;
+type ExportFuture<'a> = Pin<
+    Box<
+        dyn Future<Output = Result<http::Response<Bytes>, opentelemetry_http::HttpError>>
+            + Send
+            + 'a,
+    >,
+>;
 
 /// The OTLP/HTTP client: hyper on the proxy's runtime. The batch processor calls it from its
 /// own thread, so each request is spawned onto the runtime and awaited from there.
@@ -296,7 +351,10 @@ impl HttpExportClient {
 }
 
 impl opentelemetry_http::HttpClient for HttpExportClient {
-    fn send_bytes<'life0, 'async_trait>(&'life0 self, request: http::Request<Bytes>) -> ExportFuture<'async_trait>
+    fn send_bytes<'life0, 'async_trait>(
+        &'life0 self,
+        request: http::Request<Bytes>,
+    ) -> ExportFuture<'async_trait>
     where
         'life0: 'async_trait,
         Self: 'async_trait,
@@ -306,7 +364,10 @@ impl opentelemetry_http::HttpClient for HttpExportClient {
             let exchange = async {
                 let resp = client.request(request.map(Full::new)).await?;
                 let (parts, body) = resp.into_parts();
-                let body = Limited::new(body, 4 * 1024 * 1024).collect().await?.to_bytes();
+                let body = Limited::new(body, 4 * 1024 * 1024)
+                    .collect()
+                    .await?
+                    .to_bytes();
                 Ok::<_, opentelemetry_http::HttpError>(http::Response::from_parts(parts, body))
             };
             match tokio::time::timeout(HTTP_TIMEOUT, exchange).await {
@@ -314,7 +375,10 @@ impl opentelemetry_http::HttpClient for HttpExportClient {
                 Err(_) => Err("the collector did not answer in time".into()),
             }
         });
-        Box::pin(async move { task.await.map_err(|e| Box::new(e) as opentelemetry_http::HttpError)? })
+        Box::pin(async move {
+            task.await
+                .map_err(|e| Box::new(e) as opentelemetry_http::HttpError)?
+        })
     }
 }
 
@@ -356,14 +420,29 @@ mod tests {
         );
         assert_eq!(
             resolve_with(Some("https://otlp.example.com/v1/traces"), &[]),
-            target("https://otlp.example.com/v1/traces", Transport::HttpProtobuf)
+            target(
+                "https://otlp.example.com/v1/traces",
+                Transport::HttpProtobuf
+            )
         );
         assert_eq!(
-            resolve_with(Some("http://collector:9000/otlp/"), &[(PROTOCOL_ENV, "http/protobuf")]),
-            target("http://collector:9000/otlp/v1/traces", Transport::HttpProtobuf)
+            resolve_with(
+                Some("http://collector:9000/otlp/"),
+                &[(PROTOCOL_ENV, "http/protobuf")]
+            ),
+            target(
+                "http://collector:9000/otlp/v1/traces",
+                Transport::HttpProtobuf
+            )
         );
         assert_eq!(
-            resolve_with(Some("http://collector:4318"), &[(TRACES_PROTOCOL_ENV, "grpc"), (PROTOCOL_ENV, "http/protobuf")]),
+            resolve_with(
+                Some("http://collector:4318"),
+                &[
+                    (TRACES_PROTOCOL_ENV, "grpc"),
+                    (PROTOCOL_ENV, "http/protobuf")
+                ]
+            ),
             target("http://collector:4318", Transport::Grpc)
         );
     }
@@ -371,7 +450,10 @@ mod tests {
     #[test]
     fn the_traces_variable_beats_the_generic_one_but_not_the_file() {
         let generic = "http://generic:4317";
-        let vars = [(ENDPOINT_ENV, generic), (TRACES_ENDPOINT_ENV, "http://traces:4318/custom")];
+        let vars = [
+            (ENDPOINT_ENV, generic),
+            (TRACES_ENDPOINT_ENV, "http://traces:4318/custom"),
+        ];
         // The config loader copied the generic variable into `otlp_endpoint`.
         assert_eq!(
             resolve_with(Some(generic), &vars),

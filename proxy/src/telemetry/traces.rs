@@ -6,7 +6,9 @@
 //! into OpenTelemetry spans (`otel.name`, `otel.kind` and `otel.status_code` are its special
 //! fields, the rest become attributes). Only the trace layer enables that target, so with no
 //! OTLP endpoint every span here is disabled and costs one relaxed atomic load; attribute
-//! values are not even evaluated.
+//! values are not even evaluated. The same holds while the collector is unreachable (see
+//! [`super::otlp::admit`]): such a request is handled as with tracing off, its client's
+//! `traceparent` passing through to the region untouched.
 
 use std::sync::OnceLock;
 
@@ -24,7 +26,9 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::error::FailureKind;
-use crate::headers::{X_SWITCHYARD_ATTEMPTS, X_SWITCHYARD_DEGRADED, X_SWITCHYARD_ERROR, X_SWITCHYARD_REGION};
+use crate::headers::{
+    X_SWITCHYARD_ATTEMPTS, X_SWITCHYARD_DEGRADED, X_SWITCHYARD_ERROR, X_SWITCHYARD_REGION,
+};
 use crate::policy::Decision;
 
 /// The `tracing` target of request spans and their events: enabled by the trace layer only.
@@ -54,6 +58,8 @@ where
         .with_tracer(tracer)
         .with_location(false)
         .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_target(false)
         .with_filter(Targets::new().with_target("switchyard", tracing::Level::INFO))
 }
 
@@ -98,6 +104,10 @@ pub struct Incoming<'a> {
 /// The server span of one request, continuing the client's trace when it sent `traceparent`.
 pub fn server_span(req: &Incoming<'_>) -> Span {
     if !enabled() {
+        return Span::none();
+    }
+    if !super::otlp::admit() {
+        super::otlp::not_traced();
         return Span::none();
     }
     let method = method_name(req.method);
@@ -157,8 +167,18 @@ pub fn record_response(span: &Span, status: StatusCode, headers: &HeaderMap) {
 }
 
 /// The client span of one attempt, a child of the current (server) span.
-pub fn attempt_span(region: &str, attempt: u32, method: &Method, authority: &http::HeaderValue) -> Span {
+pub fn attempt_span(
+    region: &str,
+    attempt: u32,
+    method: &Method,
+    authority: &http::HeaderValue,
+) -> Span {
     if !enabled() {
+        return Span::none();
+    }
+    if Span::current().is_none() {
+        // The request is not traced (collector unreachable): neither is its attempt.
+        super::otlp::not_traced();
         return Span::none();
     }
     let method = method_name(method);
@@ -215,12 +235,11 @@ pub fn ejection_event(region: &str) {
     tracing::info!(target: TARGET, { switchyard.region = region }, "ejection");
 }
 
-/// A span event on the current request: what the policy (built-in or plugin) decided.
+/// A span event on the current request: what a plugin decided, unless it left routing to
+/// the default (which is all the built-in policy ever does).
 pub fn decision_event(decision: &Decision) {
     match decision {
-        Decision::Default => {
-            tracing::info!(target: TARGET, { switchyard.decision = "default" }, "policy decision");
-        }
+        Decision::Default => {}
         Decision::Prefer(regions) => tracing::info!(target: TARGET,
             { switchyard.decision = "prefer", switchyard.regions = ?regions }, "policy decision"),
         Decision::Pin(region) => tracing::info!(target: TARGET,
@@ -234,10 +253,16 @@ pub fn decision_event(decision: &Decision) {
 fn split_authority(authority: &str) -> (&str, Option<u16>) {
     match authority.rsplit_once(':') {
         Some((host, port)) if !port.contains(']') => match port.parse() {
-            Ok(port) => (host.trim_start_matches('[').trim_end_matches(']'), Some(port)),
+            Ok(port) => (
+                host.trim_start_matches('[').trim_end_matches(']'),
+                Some(port),
+            ),
             Err(_) => (authority, None),
         },
-        _ => (authority.trim_start_matches('[').trim_end_matches(']'), None),
+        _ => (
+            authority.trim_start_matches('[').trim_end_matches(']'),
+            None,
+        ),
     }
 }
 
@@ -261,7 +286,10 @@ mod tests {
     #[test]
     fn authorities_split_into_address_and_port() {
         assert_eq!(split_authority("127.0.0.1:9002"), ("127.0.0.1", Some(9002)));
-        assert_eq!(split_authority("orders.example.com"), ("orders.example.com", None));
+        assert_eq!(
+            split_authority("orders.example.com"),
+            ("orders.example.com", None)
+        );
         assert_eq!(split_authority("[::1]:8443"), ("::1", Some(8443)));
         assert_eq!(split_authority("[::1]"), ("::1", None));
     }

@@ -1,0 +1,211 @@
+//! Per-call cost of a WebAssembly plugin on the request path, against the built-in policy.
+//!
+//! `cargo bench -p switchyard --bench plugin` builds the shipped plugins for wasm32-wasip2
+//! (into `target/plugin-wasm`, as the tests do; set `SWITCHYARD_PLUGIN_DIR` to use components
+//! built elsewhere), then times `Policy::on_request` and `Policy::on_response` in a loop on
+//! warm instances and prints nanoseconds per call. Bounded: a fixed number of calls per case.
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use switchyard::health::{HealthSnapshot, RegionState, RegionView};
+use switchyard::policy::{DefaultPolicy, Policy, RequestHead};
+
+const WARMUP: u32 = 20_000;
+const CALLS: u32 = 200_000;
+/// Rounds per case; the best round is reported (the machine is shared).
+const ROUNDS: u32 = 5;
+
+fn workspace() -> PathBuf {
+    let proxy = Path::new(env!("CARGO_MANIFEST_DIR"));
+    proxy.parent().unwrap_or(proxy).to_path_buf()
+}
+
+fn plugin_dir() -> Result<PathBuf, String> {
+    if let Some(dir) = std::env::var_os("SWITCHYARD_PLUGIN_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let target = workspace().join("target/plugin-wasm");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(workspace())
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
+        .arg(&target)
+        .args(["-p", "read-preference", "-p", "write-pinning"])
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "true")
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_MAKEFLAGS")
+        .status()
+        .map_err(|e| format!("run cargo: {e}"))?;
+    if !status.success() {
+        return Err("building the plugins failed".into());
+    }
+    Ok(target.join("wasm32-wasip2/release"))
+}
+
+fn service(plugin: &Path, config: &str) -> Result<switchyard::config::ServiceConfig, String> {
+    let text = format!(
+        r#"
+[[services]]
+name = "orders"
+listen = "127.0.0.1:0"
+[[services.regions]]
+name = "westus"
+priority = 0
+url = "http://127.0.0.1:1"
+write = true
+[[services.regions]]
+name = "northeurope"
+priority = 1
+url = "http://127.0.0.1:2"
+[[services.plugins]]
+path = {path:?}
+on_error = "fail-closed"
+config = {config}
+"#,
+        path = plugin.display().to_string()
+    );
+    let cfg = switchyard::config::parse(Path::new("bench.toml"), &text)
+        .map_err(|e| format!("config: {e}"))?;
+    cfg.services
+        .into_iter()
+        .next()
+        .ok_or_else(|| "no service".to_string())
+}
+
+fn snapshot() -> HealthSnapshot {
+    let view = |name: &str, priority: u32, write: bool| RegionView {
+        name: name.into(),
+        priority,
+        state: RegionState::Healthy,
+        write,
+        serviceable: true,
+        stable: true,
+    };
+    HealthSnapshot::new(vec![view("westus", 0, true), view("northeurope", 1, false)])
+}
+
+fn headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (n, v) in [
+        ("host", "orders.internal"),
+        ("user-agent", "bench/1.0"),
+        ("accept", "application/json"),
+        ("x-request-id", "4bf92f3577b34da6a3ce929d0e0e4736"),
+        ("x-session-id", "alice"),
+    ] {
+        h.insert(n, HeaderValue::from_static(v));
+    }
+    h
+}
+
+/// Best-of-rounds nanoseconds per call of `f`.
+fn time(mut f: impl FnMut()) -> f64 {
+    for _ in 0..WARMUP {
+        f();
+    }
+    let mut best = Duration::MAX;
+    for _ in 0..ROUNDS {
+        let t0 = Instant::now();
+        for _ in 0..CALLS {
+            f();
+        }
+        best = best.min(t0.elapsed());
+    }
+    best.as_nanos() as f64 / f64::from(CALLS)
+}
+
+fn on_request(policy: &dyn Policy, method: &Method, headers: &HeaderMap, snap: &HealthSnapshot) {
+    let head = RequestHead {
+        id: 1,
+        method,
+        path: "/orders/42?expand=items",
+        headers,
+        authority: Some("orders.internal"),
+    };
+    let decided = policy.on_request(&head, snap);
+    black_box(decided.is_ok());
+}
+
+fn main() -> Result<(), String> {
+    let dir = plugin_dir()?;
+    let snap = snapshot();
+    let req_headers = headers();
+    let resp_headers = {
+        let mut h = HeaderMap::new();
+        h.insert("content-type", HeaderValue::from_static("application/json"));
+        h.insert("content-length", HeaderValue::from_static("512"));
+        h.insert(
+            "date",
+            HeaderValue::from_static("Sun, 22 Nov 2026 06:00:00 GMT"),
+        );
+        h
+    };
+    let read_pref = switchyard::plugin::build_policy(&service(
+        &dir.join("read_preference.wasm"),
+        r#"{ preferred = ["northeurope"] }"#,
+    )?)
+    .map_err(|e| e.to_string())?
+    .ok_or("no chain")?;
+    let write_pin = switchyard::plugin::build_policy(&service(
+        &dir.join("write_pinning.wasm"),
+        r#"{ session_header = "x-session-id" }"#,
+    )?)
+    .map_err(|e| e.to_string())?
+    .ok_or("no chain")?;
+    let builtin = DefaultPolicy;
+
+    let get = Method::GET;
+    let post = Method::POST;
+    let cases: [(&str, &dyn Policy, &Method); 5] = [
+        ("built-in DefaultPolicy, GET", &builtin, &get),
+        ("read-preference, GET (regions())", &*read_pref, &get),
+        ("read-preference, POST (default)", &*read_pref, &post),
+        (
+            "write-pinning, POST (regions, header, kv-set)",
+            &*write_pin,
+            &post,
+        ),
+        ("write-pinning, GET (header, kv-get)", &*write_pin, &get),
+    ];
+    println!("on_request, ns per call (best of {ROUNDS} x {CALLS} calls):");
+    let mut baseline = 0.0;
+    for (name, policy, method) in cases {
+        let ns = time(|| on_request(policy, method, &req_headers, &snap));
+        if baseline == 0.0 {
+            baseline = ns;
+        }
+        println!(
+            "  {name:<48} {ns:>8.0} ns   (+{:.0} ns over built-in)",
+            ns - baseline
+        );
+    }
+    let head = RequestHead {
+        id: 1,
+        method: &get,
+        path: "/orders/42",
+        headers: &req_headers,
+        authority: None,
+    };
+    let ns = time(|| {
+        let action = read_pref.on_response(&head, StatusCode::OK, "westus", &resp_headers);
+        black_box(action);
+    });
+    println!(
+        "on_response, ns per call:\n  {:<48} {ns:>8.0} ns",
+        "read-preference (3 response headers, pass)"
+    );
+    Ok(())
+}
