@@ -152,4 +152,11 @@ pub(crate) mod wasm {
     pub(crate) fn now_ms() -> u64 {
         host::now_ms()
     }
+
+    pub(crate) fn skip_hook(hook: crate::Hook) {
+        host::skip_hook(match hook {
+            crate::Hook::OnResponse => wit::Hook::OnResponse,
+            crate::Hook::OnUnavailable => wit::Hook::OnUnavailable,
+        })
+    }
 }

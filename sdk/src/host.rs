@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::types::{LogLevel, Region};
+use crate::types::{Hook, LogLevel, Region};
 
 #[cfg(target_arch = "wasm32")]
 use crate::guest::wasm as imp;
@@ -65,4 +65,10 @@ pub fn kv_delete(key: &str) {
 /// Milliseconds on the host's monotonic clock (not wall-clock time).
 pub fn now_ms() -> u64 {
     imp::now_ms()
+}
+
+/// Tells the host that this plugin leaves `hook` at its default, so the host need not call it.
+/// The SDK's default hooks call this; a plugin has no reason to.
+pub(crate) fn skip_hook(hook: Hook) {
+    imp::skip_hook(hook)
 }

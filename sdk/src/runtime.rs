@@ -51,6 +51,7 @@ pub(crate) fn on_unavailable(req: &Request) -> UnavailableAction {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Hook;
 
     struct Echo {
         region: String,
@@ -83,6 +84,46 @@ mod tests {
             headers: vec![],
         };
         assert_eq!(on_response(&req, &resp), ResponseAction::Pass);
+    }
+
+    /// Answers every response itself, so the host must keep calling `on_response`.
+    struct Stamp;
+
+    impl Plugin for Stamp {
+        fn init(_config: serde_json::Value) -> Result<Self, String> {
+            Ok(Stamp)
+        }
+
+        fn on_response(&self, _req: &Request, _resp: &Response) -> ResponseAction {
+            ResponseAction::SetHeaders(vec![("x-stamp".into(), "1".into())])
+        }
+    }
+
+    #[test]
+    fn default_hooks_tell_the_host_to_skip_them_and_overrides_do_not() {
+        let resp = Response {
+            status: 200,
+            region: "westus".into(),
+            headers: vec![],
+        };
+        let req = Request::new("GET", "/");
+
+        let host = crate::testing::MockHost::new();
+        init::<Echo>(r#"{"region":"westus"}"#).expect("init");
+        assert!(
+            !host.skips(Hook::OnResponse),
+            "nothing is skipped before a hook ran"
+        );
+        on_response(&req, &resp);
+        on_unavailable(&req);
+        assert!(host.skips(Hook::OnResponse));
+        assert!(host.skips(Hook::OnUnavailable));
+
+        let host = crate::testing::MockHost::new();
+        init::<Stamp>("{}").expect("init");
+        assert_ne!(on_response(&req, &resp), ResponseAction::Pass);
+        on_request(&req);
+        assert!(!host.skips(Hook::OnResponse));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use crate::types::{Header, LogLevel, Region};
+use crate::types::{Header, Hook, LogLevel, Region};
 
 #[derive(Default)]
 struct State {
@@ -33,6 +33,7 @@ struct State {
     now_ms: u64,
     logs: Vec<(LogLevel, String)>,
     counters: HashMap<String, u64>,
+    skipped: Vec<Hook>,
 }
 
 thread_local! {
@@ -114,6 +115,12 @@ impl MockHost {
     pub fn counter(&self, name: &str) -> u64 {
         with(|s| s.counters.get(name).copied().unwrap_or(0))
     }
+
+    /// Whether the plugin told the host it leaves `hook` at its default (so the real host
+    /// would stop calling it).
+    pub fn skips(&self, hook: Hook) -> bool {
+        with(|s| s.skipped.contains(&hook))
+    }
 }
 
 /// The host functions behind [`crate::host`] on native targets.
@@ -138,6 +145,14 @@ pub(crate) mod mock {
 
     pub(crate) fn log(level: LogLevel, message: &str) {
         with(|s| s.logs.push((level, message.to_owned())))
+    }
+
+    pub(crate) fn skip_hook(hook: Hook) {
+        with(|s| {
+            if !s.skipped.contains(&hook) {
+                s.skipped.push(hook);
+            }
+        })
     }
 
     pub(crate) fn counter_add(name: &str, delta: u64) {

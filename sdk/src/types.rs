@@ -245,3 +245,11 @@ pub enum LogLevel {
     Warn,
     Error,
 }
+
+/// A hook the host need not call when a plugin leaves it at the default (the SDK tells the
+/// host so, the first time the default runs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Hook {
+    OnResponse,
+    OnUnavailable,
+}

@@ -290,6 +290,40 @@ async fn plugins_run_in_order_and_the_first_non_default_decision_wins() {
     assert_eq!(west.requests() + east.requests(), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_response_adds_headers_but_not_the_hosts_and_counters_become_metrics() {
+    let (west, east) = two_regions().await;
+    let config = TestConfig::new(&[&west, &east]).plugin(
+        &wasm("decider"),
+        "fail-closed",
+        r#"{ decision = "default", stamp = "x-seen-by" }"#,
+    );
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
+    for _ in 0..3 {
+        let r = get(&config, "/orders/1", &[]).await;
+        assert_eq!(r.status.as_u16(), 200, "{}", proxy.logs());
+        assert_eq!(r.header("x-seen-by"), Some("westus"));
+        assert_eq!(
+            r.region(),
+            Some("westus"),
+            "x-switchyard-region is the host's"
+        );
+    }
+    let counted = metric(
+        &proxy,
+        r#"switchyard_plugin_counter_total{service="orders",plugin="decider",name="stamped"}"#,
+    )
+    .await;
+    assert_eq!(
+        counted,
+        Some(3.0),
+        "{}",
+        proxy.metrics().await.unwrap_or_default()
+    );
+}
+
 /// A proxy with one plugin in front of two healthy regions.
 async fn one_plugin(
     name: &str,

@@ -110,13 +110,18 @@ impl PluginChain {
     }
 
     /// Runs `hook` on each plugin in order until one answers something other than the
-    /// default (`convert` returns `Some`), applying `on_error` to faults.
+    /// default (`convert` returns `Some`), applying `on_error` to faults. Plugins that said
+    /// they leave hook `skippable` at its default are not called.
     fn run<W, T>(
         &self,
+        skippable: Option<wit::Hook>,
         mut hook: impl FnMut(&ChainPlugin) -> Result<W, Fault>,
         mut convert: impl FnMut(W) -> Result<Option<T>, String>,
     ) -> Result<Option<T>, PolicyRefused> {
         for p in &self.plugins {
+            if skippable.is_some_and(|h| p.instances.shared.skips(h)) {
+                continue;
+            }
             if p.breaker.is_open(now_ms()) {
                 self.on_error(p)?;
                 continue;
@@ -149,6 +154,7 @@ impl Policy for PluginChain {
         let req = wit_head(head);
         let decided = with_request(Some(head.headers), Some(snapshot), || {
             self.run(
+                None,
                 |p| {
                     p.instances
                         .call(|store, b| b.switchyard_policy_plugin().call_on_request(store, &req))
@@ -184,6 +190,7 @@ impl Policy for PluginChain {
         };
         let acted = with_request(Some(head.headers), None, || {
             self.run(
+                Some(wit::Hook::OnResponse),
                 |p| {
                     p.instances.call(|store, b| {
                         b.switchyard_policy_plugin()
@@ -203,6 +210,7 @@ impl Policy for PluginChain {
         let req = wit_head(head);
         let acted = with_request(Some(head.headers), None, || {
             self.run(
+                Some(wit::Hook::OnUnavailable),
                 |p| {
                     p.instances.call(|store, b| {
                         b.switchyard_policy_plugin()
@@ -219,7 +227,9 @@ impl Policy for PluginChain {
     }
 
     fn wants_responses(&self) -> bool {
-        true
+        self.plugins
+            .iter()
+            .any(|p| !p.instances.shared.skips(wit::Hook::OnResponse))
     }
 
     fn attach(&self, health: &HealthHandle) {

@@ -6,7 +6,7 @@
 //! reads the same snapshot the request is routed with.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -58,9 +58,13 @@ pub struct PluginShared {
     pub kv: Arc<KvStore>,
     /// The service's health, for region latency; set when the service starts.
     pub health: OnceLock<HealthHandle>,
-    counters: Mutex<HashMap<String, u64>>,
+    /// The plugin's counters by name, each also the Prometheus counter it is exported as.
+    counters: Mutex<HashMap<String, prometheus_client::metrics::counter::Counter>>,
     /// (second since the process origin, lines logged in it).
     log_window: AtomicU64,
+    /// Hooks the plugin said it leaves at their default (`skip-hook`).
+    skips_response: AtomicBool,
+    skips_unavailable: AtomicBool,
 }
 
 impl PluginShared {
@@ -72,7 +76,21 @@ impl PluginShared {
             health: OnceLock::new(),
             counters: Mutex::new(HashMap::new()),
             log_window: AtomicU64::new(0),
+            skips_response: AtomicBool::new(false),
+            skips_unavailable: AtomicBool::new(false),
         }
+    }
+
+    fn skip_flag(&self, hook: types::Hook) -> &AtomicBool {
+        match hook {
+            types::Hook::OnResponse => &self.skips_response,
+            types::Hook::OnUnavailable => &self.skips_unavailable,
+        }
+    }
+
+    /// Whether the plugin said it leaves `hook` at its default, so calling it is pointless.
+    pub fn skips(&self, hook: types::Hook) -> bool {
+        self.skip_flag(hook).load(Ordering::Relaxed)
     }
 
     /// The plugin's counters (name, total), for tests and diagnostics.
@@ -80,7 +98,7 @@ impl PluginShared {
         let mut all: Vec<_> = self
             .counters
             .lock()
-            .map(|c| c.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .map(|c| c.iter().map(|(k, v)| (k.clone(), v.get())).collect())
             .unwrap_or_default();
         all.sort();
         all
@@ -277,16 +295,22 @@ impl host::Host for HostState {
         if !valid {
             return;
         }
-        if let Ok(mut counters) = self.shared.counters.lock() {
-            let room = counters.len() < MAX_COUNTERS;
-            match counters.get_mut(&name) {
-                Some(total) => *total = total.saturating_add(delta),
-                None if room => {
-                    counters.insert(name, delta);
-                }
-                None => {}
-            }
+        let Ok(mut counters) = self.shared.counters.lock() else {
+            return;
+        };
+        if let Some(counter) = counters.get(&name) {
+            counter.inc_by(delta);
+        } else if counters.len() < MAX_COUNTERS {
+            let shared = &self.shared;
+            let counter =
+                crate::telemetry::metrics().plugin_counter(&shared.service, &shared.name, &name);
+            counter.inc_by(delta);
+            counters.insert(name, counter);
         }
+    }
+
+    fn skip_hook(&mut self, hook: types::Hook) {
+        self.shared.skip_flag(hook).store(true, Ordering::Relaxed);
     }
 
     fn kv_get(&mut self, key: String) -> Option<Vec<u8>> {

@@ -93,6 +93,13 @@ struct PluginLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginCounterLabels {
+    service: Arc<str>,
+    plugin: Arc<str>,
+    name: Arc<str>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -114,6 +121,7 @@ pub struct Metrics {
     region_healthy: Family<RegionLabels, Gauge>,
     region_active: Family<RegionLabels, Gauge>,
     plugin_errors: Family<PluginLabels, Counter>,
+    plugin_counters: Family<PluginCounterLabels, Counter>,
     pub(super) degraded: Family<ServiceLabels, Counter>,
     spans_dropped: Family<ReasonLabels, Counter>,
 }
@@ -135,6 +143,7 @@ impl Metrics {
         let region_healthy = Family::default();
         let region_active = Family::default();
         let plugin_errors = Family::default();
+        let plugin_counters = Family::default();
         let degraded = Family::default();
         let spans_dropped = Family::default();
         // Counter names go in without `_total`: the encoder adds it to the samples.
@@ -179,6 +188,11 @@ impl Metrics {
             plugin_errors.clone(),
         );
         registry.register(
+            "switchyard_plugin_counter",
+            "Counters plugins keep (host function counter-add), by service, plugin and counter name",
+            plugin_counters.clone(),
+        );
+        registry.register(
             "switchyard_degraded_responses",
             "Responses the sidecar made itself because no region could serve",
             degraded.clone(),
@@ -198,6 +212,7 @@ impl Metrics {
             region_healthy,
             region_active,
             plugin_errors,
+            plugin_counters,
             degraded,
             spans_dropped,
         }
@@ -288,6 +303,17 @@ impl Metrics {
                 kind: kind.into(),
             })
             .inc();
+    }
+
+    /// The counter a plugin's `counter-add(name)` adds to. Cardinality is bounded by the
+    /// caller: a handful of names per plugin.
+    pub fn plugin_counter(&self, service: &str, plugin: &str, name: &str) -> Counter {
+        self.plugin_counters
+            .get_or_create_owned(&PluginCounterLabels {
+                service: service.into(),
+                plugin: plugin.into(),
+                name: name.into(),
+            })
     }
 
     pub fn degraded(&self, service: &str) {

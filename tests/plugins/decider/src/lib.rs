@@ -1,14 +1,19 @@
 //! Answers what its config says, for tests of chains and bad decisions:
 //! `{"decision": "default" | "pin:REGION" | "prefer:A,B" | "local:STATUS:BODY",
 //!   "only_path": "/prefix" (optional: other paths get default),
-//!   "echo_header": "name" (optional: a local answer's body is that request header's value)}`
+//!   "echo_header": "name" (optional: a local answer's body is that request header's value),
+//!   "stamp": "name" (optional: responses from regions get header `name: REGION`, and the
+//!   counter `stamped` counts them; a plugin without it leaves `on_response` at its default)}`
 
-use switchyard_sdk::{Decision, LocalResponse, Plugin, Request, export_plugin};
+use switchyard_sdk::{
+    Decision, LocalResponse, Plugin, Request, Response, ResponseAction, export_plugin, host,
+};
 
 struct Decider {
     decision: String,
     only_path: Option<String>,
     echo_header: Option<String>,
+    stamp: Option<String>,
 }
 
 impl Plugin for Decider {
@@ -18,6 +23,7 @@ impl Plugin for Decider {
             decision: text("decision").ok_or("decision is required")?,
             only_path: text("only_path"),
             echo_header: text("echo_header"),
+            stamp: text("stamp"),
         })
     }
 
@@ -44,6 +50,18 @@ impl Plugin for Decider {
         } else {
             Decision::Default
         }
+    }
+
+    fn on_response(&self, _req: &Request, resp: &Response) -> ResponseAction {
+        let Some(name) = &self.stamp else {
+            return ResponseAction::Pass;
+        };
+        host::counter_add("stamped", 1);
+        ResponseAction::SetHeaders(vec![
+            (name.clone(), resp.region.clone()),
+            // The host owns this one: a plugin cannot change it.
+            ("x-switchyard-region".into(), "forged".into()),
+        ])
     }
 }
 

@@ -1,0 +1,93 @@
+//! The host stops calling a hook a plugin leaves at its default (the SDK says so through
+//! `skip-hook` the first time the default runs), and keeps calling hooks a plugin implements.
+//! In process, with the real built components: what it saves is invisible on the wire.
+
+use std::path::Path;
+
+use http::{HeaderMap, Method, StatusCode};
+use switchyard::health::{HealthSnapshot, RegionState, RegionView};
+use switchyard::plugin::{PluginChain, build_chain};
+use switchyard::policy::{Policy, RequestHead, ResponseAction};
+
+fn chain(plugin: &str, config: &str) -> PluginChain {
+    let wasm = switchyard_tests::plugin(plugin).expect("plugin components build");
+    let text = format!(
+        r#"
+[[services]]
+name = "orders"
+listen = "127.0.0.1:0"
+[[services.regions]]
+name = "westus"
+priority = 0
+url = "http://127.0.0.1:1"
+write = true
+[[services.plugins]]
+path = {path:?}
+on_error = "fail-closed"
+config = {config}
+"#,
+        path = wasm.display().to_string()
+    );
+    let cfg = switchyard::config::parse(Path::new("hooks.toml"), &text).expect("valid config");
+    let svc = cfg.services.into_iter().next().expect("one service");
+    build_chain(&svc)
+        .expect("plugin loads")
+        .expect("a chain for a service with plugins")
+}
+
+fn snapshot() -> HealthSnapshot {
+    HealthSnapshot::new(vec![RegionView {
+        name: "westus".into(),
+        priority: 0,
+        state: RegionState::Healthy,
+        write: true,
+        serviceable: true,
+        stable: true,
+    }])
+}
+
+/// One request through `chain`'s hooks, as the pipeline calls them when it may.
+fn one_request(chain: &PluginChain) -> Option<ResponseAction> {
+    let headers = HeaderMap::new();
+    let head = RequestHead {
+        id: 1,
+        method: &Method::GET,
+        path: "/orders/1",
+        headers: &headers,
+        authority: None,
+    };
+    chain.on_request(&head, &snapshot()).expect("not refused");
+    chain
+        .wants_responses()
+        .then(|| chain.on_response(&head, StatusCode::OK, "westus", &HeaderMap::new()))
+}
+
+#[test]
+fn a_default_on_response_is_called_once_then_skipped() {
+    let chain = chain("read_preference", r#"{ preferred = ["westus"] }"#);
+    assert!(
+        chain.wants_responses(),
+        "nothing is known before the first call"
+    );
+    assert_eq!(one_request(&chain), Some(ResponseAction::Pass));
+    assert!(!chain.wants_responses(), "the SDK default said skip");
+    for _ in 0..3 {
+        assert_eq!(one_request(&chain), None);
+    }
+}
+
+#[test]
+fn an_implemented_on_response_keeps_being_called() {
+    let chain = chain(
+        "decider",
+        r#"{ decision = "default", stamp = "x-seen-by" }"#,
+    );
+    for _ in 0..3 {
+        let action = one_request(&chain);
+        assert!(
+            matches!(&action, Some(ResponseAction::SetHeaders(h)) if h.iter().any(|(n, v)| n == "x-seen-by" && v == "westus")),
+            "{action:?}"
+        );
+        assert!(chain.wants_responses());
+    }
+}
