@@ -46,9 +46,19 @@ fn connection_lists(headers: &HeaderMap, token: &str) -> bool {
         .any(|t| t.trim().eq_ignore_ascii_case(token))
 }
 
+/// True for a header that [`strip_hop_by_hop`] may remove.
+fn maybe_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name == header::TE
+}
+
 /// Removes hop-by-hop headers, including every header named in `Connection`. An upgrade keeps
 /// `Connection: upgrade` and `Upgrade`, which the next hop needs to switch protocols.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Most messages carry none of them: one pass of cheap name comparisons instead of a hash
+    // lookup per hop-by-hop name (every request and response goes through here).
+    if !upgrade && !headers.keys().any(maybe_hop_by_hop) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -78,7 +88,14 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 }
 
 /// Appends `value` to a comma-separated list header, folding existing lines into one.
-fn append_list(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+fn append_list(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) {
+    if !headers.contains_key(&name) {
+        headers.insert(name, value);
+        return;
+    }
+    let Ok(value) = value.to_str() else {
+        return;
+    };
     let mut joined = String::new();
     for v in headers
         .get_all(&name)
@@ -94,6 +111,19 @@ fn append_list(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     }
 }
 
+/// `client` as a header value, formatted without going through `fmt` for the usual loopback
+/// peer (a sidecar's clients are on the same host).
+fn ip_header_value(client: IpAddr) -> HeaderValue {
+    match client {
+        IpAddr::V4(v4) if v4 == std::net::Ipv4Addr::LOCALHOST => {
+            HeaderValue::from_static("127.0.0.1")
+        }
+        IpAddr::V6(v6) if v6 == std::net::Ipv6Addr::LOCALHOST => HeaderValue::from_static("::1"),
+        other => HeaderValue::try_from(other.to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+    }
+}
+
 /// Adds the `X-Forwarded-*` headers for a request arriving from `client` over `proto`.
 pub fn add_forwarded(
     headers: &mut HeaderMap,
@@ -101,8 +131,8 @@ pub fn add_forwarded(
     client: IpAddr,
     proto: &'static str,
 ) {
-    append_list(headers, X_FORWARDED_FOR, &client.to_string());
-    append_list(headers, X_FORWARDED_PROTO, proto);
+    append_list(headers, X_FORWARDED_FOR, ip_header_value(client));
+    append_list(headers, X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     if let Some(host) = original_host {
         headers.insert(X_FORWARDED_HOST, host);
     }

@@ -18,8 +18,10 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine, OptLevel};
 
-/// Epoch tick: the resolution of plugin deadlines.
-pub const TICK: Duration = Duration::from_millis(1);
+/// Epoch tick: the resolution of plugin deadlines. A ticker thread waking 1000 times a second
+/// cost about 1.5% of the proxy's CPU under load; at 5 ms it is a fifth of that, and deadlines
+/// (10 ms) stay well below anything a client would notice.
+pub const TICK: Duration = Duration::from_millis(5);
 
 /// Compiled components kept at most; past that the cache starts over (live plugins keep
 /// their own reference, so this only costs a recompile of a file seen before).

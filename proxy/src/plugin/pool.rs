@@ -16,7 +16,7 @@ use super::bindings::{Policy, PolicyPre};
 use super::engine;
 use super::host::{HostState, Overtime, PluginShared};
 
-/// Deadline of one hook call, in epoch ticks ([`engine::TICK`], 1 ms): a plugin answers in
+/// Deadline of one hook call, in epoch ticks ([`engine::TICK`], 5 ms): a plugin answers in
 /// microseconds, so 10 ms means it is stuck.
 ///
 /// Epochs measure wall time, and on a busy machine a thread can be descheduled for longer
@@ -24,13 +24,13 @@ use super::host::{HostState, Overtime, PluginShared};
 /// yet: it is given [`CPU_GRACE`] more of its thread's own CPU time, checked every tick, and
 /// stopped when it has used that (a plugin that spins: about 20 ms in all) or after
 /// [`MAX_OVERTIME_TICKS`] whatever happens. Calls that finish in time pay nothing for this.
-pub const CALL_DEADLINE_TICKS: u64 = 10;
+pub const CALL_DEADLINE_TICKS: u64 = 2;
 /// CPU time a call may still use once its wall-clock deadline has passed.
 pub const CPU_GRACE: Duration = Duration::from_millis(10);
 /// Ticks after the deadline at which a call is stopped even if its thread barely ran.
-pub const MAX_OVERTIME_TICKS: u64 = 1_000;
+pub const MAX_OVERTIME_TICKS: u64 = 200;
 /// Deadline of instantiation plus `init` (config parsing may do real work once).
-pub const INIT_DEADLINE_TICKS: u64 = 1_000;
+pub const INIT_DEADLINE_TICKS: u64 = 200;
 /// Warm instances kept per plugin (calls beyond this many at once make and drop extras).
 pub const POOL_SIZE: usize = 16;
 /// Instances made when a plugin is loaded, so the first requests find them warm.

@@ -238,6 +238,10 @@ pub fn ejection_event(region: &str) {
 /// A span event on the current request: what a plugin decided, unless it left routing to
 /// the default (which is all the built-in policy ever does).
 pub fn decision_event(decision: &Decision) {
+    // Only spans carry it: without a trace pipeline the event would be built and dropped.
+    if !enabled() {
+        return;
+    }
     match decision {
         Decision::Default => {}
         Decision::Prefer(regions) => tracing::info!(target: TARGET,
