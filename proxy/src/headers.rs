@@ -59,14 +59,24 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     if !upgrade && !headers.keys().any(maybe_hop_by_hop) {
         return;
     }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .filter(|n| !(upgrade && *n == header::UPGRADE))
-        .collect();
+    // `Connection: keep-alive` or `close`, as nearly every region sends, names nothing that
+    // is not removed below anyway: no list to build.
+    let names_others = headers.get_all(header::CONNECTION).iter().any(|v| {
+        !v.as_bytes().eq_ignore_ascii_case(b"keep-alive")
+            && !v.as_bytes().eq_ignore_ascii_case(b"close")
+    });
+    let named: Vec<HeaderName> = if names_others {
+        headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+            .filter(|n| !(upgrade && *n == header::UPGRADE))
+            .collect()
+    } else {
+        Vec::new()
+    };
     for name in named {
         headers.remove(name);
     }
@@ -156,6 +166,23 @@ mod tests {
         strip_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1, "{h:?}");
         assert!(h.contains_key("x-app"));
+    }
+
+    #[test]
+    fn plain_keep_alive_and_close_are_removed_with_their_fellows() {
+        for value in ["keep-alive", "Close"] {
+            let mut h = HeaderMap::new();
+            h.insert(header::CONNECTION, HeaderValue::from_static(value));
+            h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+            h.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+            h.insert("x-app", HeaderValue::from_static("kept"));
+            strip_hop_by_hop(&mut h, false);
+            assert_eq!(h.len(), 1, "{value}: {h:?}");
+            assert!(h.contains_key("x-app"));
+        }
     }
 
     #[test]
