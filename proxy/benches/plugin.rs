@@ -1,13 +1,11 @@
 //! Per-call cost of a WebAssembly plugin on the request path, against the built-in policy.
 //!
-//! `cargo bench -p switchyard --bench plugin` builds the shipped plugins for wasm32-wasip2
-//! (into `target/plugin-wasm`, as the tests do; set `SWITCHYARD_PLUGIN_DIR` to use components
-//! built elsewhere), then times `Policy::on_request` and `Policy::on_response` in a loop on
+//! `cargo bench -p switchyard --bench plugin` builds the plugins for wasm32-wasip2 with the
+//! test harness (`switchyard_tests::plugin`, into `target/plugin-wasm`), then times `Policy::on_request` and `Policy::on_response` in a loop on
 //! warm instances and prints nanoseconds per call. Bounded: a fixed number of calls per case.
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -19,64 +17,9 @@ const CALLS: u32 = 200_000;
 /// Rounds per case; the best round is reported (the machine is shared).
 const ROUNDS: u32 = 5;
 
-fn workspace() -> PathBuf {
-    let proxy = Path::new(env!("CARGO_MANIFEST_DIR"));
-    proxy.parent().unwrap_or(proxy).to_path_buf()
-}
-
-fn plugin_dir() -> Result<PathBuf, String> {
-    if let Some(dir) = std::env::var_os("SWITCHYARD_PLUGIN_DIR") {
-        return Ok(PathBuf::from(dir));
-    }
-    let target = workspace().join("target/plugin-wasm");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(workspace())
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--target-dir",
-        ])
-        .arg(&target)
-        .args(["-p", "read-preference", "-p", "write-pinning"])
-        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
-        .env("CARGO_PROFILE_RELEASE_STRIP", "true")
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_MAKEFLAGS")
-        .status()
-        .map_err(|e| format!("run cargo: {e}"))?;
-    if !status.success() {
-        return Err("building the plugins failed".into());
-    }
-    Ok(target.join("wasm32-wasip2/release"))
-}
-
-fn service(plugin: &Path, config: &str) -> Result<switchyard::config::ServiceConfig, String> {
-    let text = format!(
-        r#"
-[[services]]
-name = "orders"
-listen = "127.0.0.1:0"
-[[services.regions]]
-name = "westus"
-priority = 0
-url = "http://127.0.0.1:1"
-write = true
-[[services.regions]]
-name = "northeurope"
-priority = 1
-url = "http://127.0.0.1:2"
-[[services.plugins]]
-path = {path:?}
-on_error = "fail-closed"
-config = {config}
-"#,
-        path = plugin.display().to_string()
-    );
+fn service(plugin: &str, config: &str) -> Result<switchyard::config::ServiceConfig, String> {
+    let wasm = switchyard_tests::plugin(plugin).map_err(|e| e.to_string())?;
+    let text = switchyard_tests::plugin_service_toml(&wasm, config);
     let cfg = switchyard::config::parse(Path::new("bench.toml"), &text)
         .map_err(|e| format!("config: {e}"))?;
     cfg.services
@@ -140,7 +83,6 @@ fn on_request(policy: &dyn Policy, method: &Method, headers: &HeaderMap, snap: &
 }
 
 fn main() -> Result<(), String> {
-    let dir = plugin_dir()?;
     let snap = snapshot();
     let req_headers = headers();
     let resp_headers = {
@@ -154,13 +96,13 @@ fn main() -> Result<(), String> {
         h
     };
     let read_pref = switchyard::plugin::build_policy(&service(
-        &dir.join("read_preference.wasm"),
+        "read_preference",
         r#"{ preferred = ["northeurope"] }"#,
     )?)
     .map_err(|e| e.to_string())?
     .ok_or("no chain")?;
     let write_pin = switchyard::plugin::build_policy(&service(
-        &dir.join("write_pinning.wasm"),
+        "write_pinning",
         r#"{ session_header = "x-session-id" }"#,
     )?)
     .map_err(|e| e.to_string())?

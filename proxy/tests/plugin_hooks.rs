@@ -11,23 +11,7 @@ use switchyard::policy::{Policy, RequestHead, ResponseAction};
 
 fn chain(plugin: &str, config: &str) -> PluginChain {
     let wasm = switchyard_tests::plugin(plugin).expect("plugin components build");
-    let text = format!(
-        r#"
-[[services]]
-name = "orders"
-listen = "127.0.0.1:0"
-[[services.regions]]
-name = "westus"
-priority = 0
-url = "http://127.0.0.1:1"
-write = true
-[[services.plugins]]
-path = {path:?}
-on_error = "fail-closed"
-config = {config}
-"#,
-        path = wasm.display().to_string()
-    );
+    let text = switchyard_tests::plugin_service_toml(&wasm, config);
     let cfg = switchyard::config::parse(Path::new("hooks.toml"), &text).expect("valid config");
     let svc = cfg.services.into_iter().next().expect("one service");
     build_chain(&svc)

@@ -191,27 +191,19 @@ async fn main() {
     let (off, dead) = (summary[0], summary[1]);
     let live = summary[2];
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64().max(1e-12);
-    println!(
-        "\ndead collector / off: throughput {:.3}, p50 {:.3}, p99 {:.3}, CPU {:.3}",
-        dead.0 / off.0,
-        ratio(dead.1, off.1),
-        ratio(dead.2, off.2),
-        ratio(dead.3, off.3)
-    );
-    println!(
-        "live collector / off: throughput {:.3}, p50 {:.3}, p99 {:.3}, CPU {:.3}",
-        live.0 / off.0,
-        ratio(live.1, off.1),
-        ratio(live.2, off.2),
-        ratio(live.3, off.3)
-    );
-    println!(
-        "dead collector / live collector: throughput {:.3}, p50 {:.3}, p99 {:.3}",
-        dead.0 / live.0,
-        ratio(dead.1, live.1),
-        ratio(dead.2, live.2)
-    );
-
+    for (label, a, b) in [
+        ("dead collector / off", dead, off),
+        ("live collector / off", live, off),
+        ("dead collector / live collector", dead, live),
+    ] {
+        println!(
+            "{label}: throughput {:.3}, p50 {:.3}, p99 {:.3}, CPU {:.3}",
+            a.0 / b.0,
+            ratio(a.1, b.1),
+            ratio(a.2, b.2),
+            ratio(a.3, b.3)
+        );
+    }
     let dead_metrics = subjects[1].proxy.metrics().await.unwrap_or_default();
     let dropped = |reason: &str| {
         metric(

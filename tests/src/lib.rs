@@ -57,7 +57,7 @@ pub use fake_region::{
 };
 pub use otlp::{CollectedSpan, FakeCollector};
 pub use pki::TestPki;
-pub use plugins::{copy_plugin, plugin};
+pub use plugins::{copy_plugin, plugin, plugin_service_toml};
 pub use prometheus::Scrape;
 pub use proxy::{ProxyBuilder, ProxyProcess};
 pub use template::{free_port, render};

@@ -98,3 +98,31 @@ pub fn copy_plugin(name: &str, dir: &Path, file: &str) -> Result<PathBuf> {
     std::fs::copy(plugin(name)?, &to)?;
     Ok(to)
 }
+
+/// A config with one service, `orders` (regions `westus`, the write region, and
+/// `northeurope`, at unreachable loopback ports), running plugin `wasm` with its `config`
+/// table (TOML inline table), `fail-closed`. For tests and benches that build a plugin chain
+/// in process with `switchyard::config::parse`.
+pub fn plugin_service_toml(wasm: &Path, config: &str) -> String {
+    format!(
+        r#"
+[[services]]
+name = "orders"
+listen = "127.0.0.1:0"
+[[services.regions]]
+name = "westus"
+priority = 0
+url = "http://127.0.0.1:1"
+write = true
+[[services.regions]]
+name = "northeurope"
+priority = 1
+url = "http://127.0.0.1:2"
+[[services.plugins]]
+path = {path:?}
+on_error = "fail-closed"
+config = {config}
+"#,
+        path = wasm.display().to_string()
+    )
+}
