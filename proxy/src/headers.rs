@@ -1,7 +1,5 @@
 //! Header rules for forwarding: hop-by-hop removal, `Host` rewrite, `X-Forwarded-*`.
 
-use std::net::IpAddr;
-
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -121,27 +119,15 @@ fn append_list(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) {
     }
 }
 
-/// `client` as a header value, formatted without going through `fmt` for the usual loopback
-/// peer (a sidecar's clients are on the same host).
-fn ip_header_value(client: IpAddr) -> HeaderValue {
-    match client {
-        IpAddr::V4(v4) if v4 == std::net::Ipv4Addr::LOCALHOST => {
-            HeaderValue::from_static("127.0.0.1")
-        }
-        IpAddr::V6(v6) if v6 == std::net::Ipv6Addr::LOCALHOST => HeaderValue::from_static("::1"),
-        other => HeaderValue::try_from(other.to_string())
-            .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
-    }
-}
-
-/// Adds the `X-Forwarded-*` headers for a request arriving from `client` over `proto`.
+/// Adds the `X-Forwarded-*` headers for a request arriving from `client` (its address as a
+/// header value, see `ConnInfo`) over `proto`.
 pub fn add_forwarded(
     headers: &mut HeaderMap,
     original_host: Option<HeaderValue>,
-    client: IpAddr,
+    client: HeaderValue,
     proto: &'static str,
 ) {
-    append_list(headers, X_FORWARDED_FOR, ip_header_value(client));
+    append_list(headers, X_FORWARDED_FOR, client);
     append_list(headers, X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     if let Some(host) = original_host {
         headers.insert(X_FORWARDED_HOST, host);
@@ -202,7 +188,12 @@ mod tests {
         h.append(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.1"));
         h.append(X_FORWARDED_FOR, HeaderValue::from_static("10.0.0.2"));
         let host = HeaderValue::from_static("app.local");
-        add_forwarded(&mut h, Some(host), "127.0.0.1".parse().expect("ip"), "http");
+        add_forwarded(
+            &mut h,
+            Some(host),
+            HeaderValue::from_static("127.0.0.1"),
+            "http",
+        );
         assert_eq!(h[X_FORWARDED_FOR], "10.0.0.1, 10.0.0.2, 127.0.0.1");
         assert_eq!(h[X_FORWARDED_PROTO], "http");
         assert_eq!(h[X_FORWARDED_HOST], "app.local");

@@ -29,10 +29,25 @@ use crate::upgrade;
 use crate::write_gate;
 
 /// What the listener knows about the client connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     pub remote: SocketAddr,
     pub tls: bool,
+    /// The client's address as the `X-Forwarded-For` entry, formatted once per connection
+    /// rather than per request (cloning it is a reference-count increment).
+    pub forwarded_for: http::HeaderValue,
+}
+
+impl ConnInfo {
+    pub fn new(remote: SocketAddr, tls: bool) -> Self {
+        let forwarded_for = http::HeaderValue::try_from(remote.ip().to_string())
+            .unwrap_or_else(|_| http::HeaderValue::from_static("unknown"));
+        ConnInfo {
+            remote,
+            tls,
+            forwarded_for,
+        }
+    }
 }
 
 /// The outcome of the attempt loop.
@@ -152,7 +167,7 @@ async fn respond(
         .or_else(|| parts.uri.authority().and_then(|a| a.as_str().parse().ok()));
     headers::strip_hop_by_hop(&mut fwd, client_upgrade.is_some());
     let proto = if conn.tls { "https" } else { "http" };
-    headers::add_forwarded(&mut fwd, original_host, conn.remote.ip(), proto);
+    headers::add_forwarded(&mut fwd, original_host, conn.forwarded_for, proto);
 
     let mut attempts = 0u32;
     let outcome = attempt_loop(&svc, &parts, &fwd, &order, payload, deadline, &mut attempts).await;

@@ -93,10 +93,7 @@ pub async fn serve(
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let info = ConnInfo {
-                remote,
-                tls: tls.is_some(),
-            };
+            let info = ConnInfo::new(remote, tls.is_some());
             match tls {
                 None => {
                     let mut stream = stream;
@@ -130,12 +127,13 @@ async fn serve_conn<S>(
 ) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let remote = info.remote;
     let service = service_fn(move |req: hyper::Request<Incoming>| {
-        let svc = slot.load_full();
+        let (svc, info) = (slot.load_full(), info.clone());
         async move { Ok::<_, Infallible>(pipeline::handle(svc, req, info).await) }
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     if let Err(e) = watcher.watch(conn.into_owned()).await {
-        tracing::debug!(remote = %info.remote, "connection ended: {e}");
+        tracing::debug!(%remote, "connection ended: {e}");
     }
 }
