@@ -44,6 +44,9 @@ enum Command {
     },
     /// A self-contained failover drill on this machine: demo regions, the sidecar, live traffic.
     Demo,
+    /// Compiles one plugin (stdin) for this binary's engine (stdout); run by the sidecar itself.
+    #[command(name = switchyard::plugin::COMPILER_SUBCOMMAND, hide = true)]
+    CompilePlugin,
 }
 
 fn config_path(given: Option<PathBuf>) -> PathBuf {
@@ -61,11 +64,26 @@ fn config_path(given: Option<PathBuf>) -> PathBuf {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(exe) = own_executable() {
+        switchyard::plugin::compile_in_child_process(exe);
+    }
     match cli.command {
         Command::Run { config } => run(&config_path(config)),
         Command::Check { config } => check(&config_path(config)),
         Command::Demo => demo(),
+        Command::CompilePlugin => switchyard::plugin::compiler_main(),
     }
+}
+
+/// How to run this same executable again: on Linux `/proc/self/exe` names the file this
+/// process was started from even after an upgrade replaced it on disk. Without one, plugins
+/// compile in-process.
+fn own_executable() -> Option<PathBuf> {
+    let proc_self = PathBuf::from("/proc/self/exe");
+    if proc_self.exists() {
+        return Some(proc_self);
+    }
+    std::env::current_exe().ok()
 }
 
 fn load(path: &std::path::Path) -> Result<Config, ExitCode> {

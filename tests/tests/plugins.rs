@@ -473,9 +473,14 @@ async fn check_reports_garbage_wrong_worlds_and_failing_inits_as_path_message() 
     let command = copy_plugin("command", dir.path(), "command.wasm").expect("copy");
     let refuses = copy_plugin("init_fail", dir.path(), "refuses.wasm").expect("copy");
     let good = copy_plugin("read_preference", dir.path(), "good.wasm").expect("copy");
+    // A component header and then nothing whole: found by the compiler (a child process).
+    let truncated = dir.path().join("truncated.wasm");
+    let good_bytes = std::fs::read(&good).expect("read");
+    std::fs::write(&truncated, &good_bytes[..good_bytes.len() / 2]).expect("write");
     let (west, east) = two_regions().await;
     let config = TestConfig::new(&[&west, &east])
         .plugin(&dir.path().join("garbage.wasm"), "fail-open", "{}")
+        .plugin(&truncated, "fail-open", "{}")
         .plugin(&command, "fail-open", "{}")
         .plugin(&refuses, "fail-open", r#"{ why = "testing" }"#)
         .plugin(&good, "fail-open", r#"{ preferred = ["westus"] }"#);
@@ -498,7 +503,16 @@ async fn check_reports_garbage_wrong_worlds_and_failing_inits_as_path_message() 
             refuses.display()
         ),
     ];
-    let lines: Vec<&str> = stderr.lines().collect();
+    let mut lines: Vec<&str> = stderr.lines().collect();
+    let compiler_said = format!(
+        "{}: not a valid WebAssembly component: ",
+        truncated.display()
+    );
+    assert!(
+        lines.len() == 4 && lines[1].starts_with(&compiler_said) && lines[1].len() < 300,
+        "stderr:\n{stderr}"
+    );
+    lines.remove(1);
     assert_eq!(lines, expected, "stderr:\n{stderr}");
 
     let ok = TestConfig::new(&[&west, &east]).plugin(

@@ -5,8 +5,9 @@
 //! a component takes tens of milliseconds, so compiled components are cached in memory by the
 //! SHA-256 of the file's bytes and the engine's compatibility hash (wasmtime version and
 //! settings): a reload of unchanged files compiles nothing, and a changed file is a new key
-//! whatever its path. There is no on-disk cache: loading a serialized component is `unsafe`
-//! in wasmtime (it trusts the file to be its own output), and this workspace forbids `unsafe`.
+//! whatever its path. The `switchyard` binary compiles in a child process (`precompile`).
+//! There is no on-disk cache: loading a stored artifact would trust a file anyone with write
+//! access to the cache directory could have replaced.
 
 use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
@@ -39,17 +40,27 @@ struct Shared {
     cache: Mutex<HashMap<CacheKey, Component>>,
 }
 
+/// The engine settings; the plugin compiler child (`precompile`) builds its engine from the
+/// same ones, or its output would not load here.
+pub fn config() -> Config {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .cranelift_opt_level(OptLevel::Speed);
+    // For `perf`: name the plugins' compiled functions in /tmp/perf-PID.map.
+    if std::env::var_os("SWITCHYARD_WASM_PERFMAP").is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
+    config
+}
+
 static SHARED: OnceLock<Result<Shared, String>> = OnceLock::new();
 
 fn shared() -> Result<&'static Shared, String> {
     SHARED
         .get_or_init(|| {
-            let mut config = Config::new();
-            config
-                .wasm_component_model(true)
-                .epoch_interruption(true)
-                .cranelift_opt_level(OptLevel::Speed);
-            let engine = Engine::new(&config).map_err(|e| format!("wasmtime engine: {e}"))?;
+            let engine = Engine::new(&config()).map_err(|e| format!("wasmtime engine: {e}"))?;
             let ticker = engine.clone();
             std::thread::Builder::new()
                 .name("switchyard-epoch".into())
@@ -87,7 +98,10 @@ pub fn compile(bytes: &[u8]) -> Result<Component, String> {
     if let Some(hit) = shared.cache.lock().ok().and_then(|c| c.get(&key).cloned()) {
         return Ok(hit);
     }
-    let component = Component::new(&shared.engine, bytes).map_err(|e| describe(&e))?;
+    let component = match super::precompile::compile(&shared.engine, bytes) {
+        Some(compiled) => compiled?,
+        None => Component::new(&shared.engine, bytes).map_err(|e| describe(&e))?,
+    };
     if let Ok(mut cache) = shared.cache.lock() {
         if cache.len() >= CACHE_ENTRIES {
             cache.clear();

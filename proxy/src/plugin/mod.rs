@@ -2,12 +2,13 @@
 //!
 //! # Layout
 //!
-//! - `engine`: the process-wide wasmtime engine, its 1 ms epoch ticker, the compile cache.
+//! - `engine`: the process-wide wasmtime engine, its 5 ms epoch ticker, the compile cache.
 //! - `bindings`: the one `bindgen!` over `sdk/wit/policy.wit`.
 //! - `wasi`: the WASI subset plugins get (no files, no network, output to the log).
 //! - `host`: store data, memory limits, and the `host` functions (headers, regions, log, ...).
 //! - `kv`: the per-plugin key-value store.
 //! - `pool`: warm instances, calls under a deadline, fault classification.
+//! - `precompile`: compiling in a child process, so Cranelift never runs in the sidecar.
 //! - `load`: file -> compiled, linked, initialized plugin, with `check`'s messages.
 //! - `chain`: [`PluginChain`], the plugins of one service as a `Policy`.
 
@@ -18,6 +19,7 @@ mod host;
 mod kv;
 mod load;
 mod pool;
+mod precompile;
 mod wasi;
 
 use std::fmt;
@@ -26,6 +28,9 @@ use std::sync::Arc;
 pub use chain::{BREAKER_COOLDOWN_MS, BREAKER_FAULTS, ChainPlugin, PluginChain};
 pub use host::MEMORY_LIMIT;
 pub use pool::{CALL_DEADLINE_TICKS, FaultKind, INIT_DEADLINE_TICKS};
+pub use precompile::{
+    SUBCOMMAND as COMPILER_SUBCOMMAND, child_main as compiler_main, compile_in_child_process,
+};
 
 use crate::config::{Config, ServiceConfig};
 use crate::policy::Policy;
