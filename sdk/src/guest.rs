@@ -103,23 +103,44 @@ impl From<UnavailableAction> for wit::UnavailableAction {
 
 /// The host functions behind [`crate::host`] on wasm32.
 pub(crate) mod wasm {
+    use std::cell::RefCell;
+
     use super::{LogLevel, Region, host, wit};
+    use crate::Regions;
+
+    thread_local! {
+        /// The last region list and the `regions-version` it was fetched at.
+        static REGIONS: RefCell<Option<(u64, Regions)>> = const { RefCell::new(None) };
+    }
 
     pub(crate) fn get_header(name: &str) -> Option<String> {
         host::get_header(name)
     }
 
-    pub(crate) fn regions() -> Vec<Region> {
-        host::regions()
-            .into_iter()
-            .map(|r| Region {
-                name: r.name,
-                priority: r.priority,
-                healthy: r.healthy,
-                write: r.write,
-                latency_ms: r.latency_ms,
-            })
-            .collect()
+    /// The cached list while the host's version is the one it was fetched at; one host call
+    /// that copies nothing, instead of one that copies every region and its name.
+    pub(crate) fn regions() -> Regions {
+        let version = host::regions_version();
+        REGIONS.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            if let Some((v, regions)) = cache.as_ref()
+                && *v == version
+            {
+                return regions.clone();
+            }
+            let regions: Regions = host::regions()
+                .into_iter()
+                .map(|r| Region {
+                    name: r.name,
+                    priority: r.priority,
+                    healthy: r.healthy,
+                    write: r.write,
+                    latency_ms: r.latency_ms,
+                })
+                .collect();
+            *cache = Some((version, regions.clone()));
+            regions
+        })
     }
 
     pub(crate) fn log(level: LogLevel, message: &str) {

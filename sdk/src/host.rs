@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::types::{Hook, LogLevel, Region};
+use crate::types::{Hook, LogLevel, Region, Regions};
 
 #[cfg(target_arch = "wasm32")]
 use crate::guest::wasm as imp;
@@ -20,13 +20,17 @@ pub fn get_header(name: &str) -> Option<String> {
 }
 
 /// Every region of the service, by priority: the snapshot this request is routed with.
-pub fn regions() -> Vec<Region> {
+///
+/// The list is kept between calls and fetched again only when the host says routing state
+/// changed (`regions-version`), so calling this on every request is cheap; `latency_ms` may
+/// be up to 100 ms old.
+pub fn regions() -> Regions {
     imp::regions()
 }
 
 /// The service's current write region, if one is configured.
 pub fn write_region() -> Option<Region> {
-    regions().into_iter().find(|r| r.write)
+    regions().iter().find(|r| r.write).cloned()
 }
 
 /// Writes a line to the sidecar's log, tagged with the plugin and service.

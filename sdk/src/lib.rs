@@ -50,8 +50,8 @@ pub mod testing;
 mod types;
 
 pub use types::{
-    Decision, Header, Hook, LocalResponse, LogLevel, Region, Request, Response, ResponseAction,
-    UnavailableAction,
+    Decision, Header, Hook, LocalResponse, LogLevel, Region, Regions, Request, Response,
+    ResponseAction, UnavailableAction,
 };
 
 /// A policy plugin. The host builds one value per instance with [`Plugin::init`] and calls the

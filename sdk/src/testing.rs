@@ -139,8 +139,8 @@ pub(crate) mod mock {
         })
     }
 
-    pub(crate) fn regions() -> Vec<Region> {
-        with(|s| s.regions.clone())
+    pub(crate) fn regions() -> crate::Regions {
+        with(|s| s.regions.as_slice().into())
     }
 
     pub(crate) fn log(level: LogLevel, message: &str) {

@@ -2,6 +2,10 @@
 
 use crate::host;
 
+/// The service's regions as [`host::regions`] returns them: shared, so asking again while
+/// nothing changed copies nothing.
+pub type Regions = std::rc::Rc<[Region]>;
+
 /// An HTTP header as `(name, value)`.
 pub type Header = (String, String);
 

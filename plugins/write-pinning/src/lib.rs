@@ -84,10 +84,11 @@ impl WritePinning {
         Decision::pin(&target.name)
     }
 
-    /// The key-value key of the request's session, if it names one.
+    /// The key-value key of the request's session, if it names one: the session id itself
+    /// (the store is this plugin's own, and sessions are all it keeps there).
     fn session(&self, req: &Request) -> Option<String> {
         let (header, _) = self.sessions.as_ref()?;
-        req.header(header).map(|id| format!("session:{id}"))
+        req.header(header)
     }
 }
 

@@ -4,6 +4,7 @@
 //! the current one once and routes by it. Failover is nothing more than a new snapshot.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::state::RegionState;
 
@@ -26,6 +27,8 @@ pub struct HealthSnapshot {
     pub regions: Vec<RegionView>,
     /// Region indexes in the order default routing tries them.
     pub default_order: Vec<usize>,
+    /// Unique to this snapshot within the process (plugins cache what they read of it).
+    pub generation: u64,
 }
 
 impl HealthSnapshot {
@@ -39,9 +42,11 @@ impl HealthSnapshot {
         if order.is_empty() {
             order.extend((0..regions.len()).filter(|&i| regions[i].state != RegionState::Drained));
         }
+        static GENERATIONS: AtomicU64 = AtomicU64::new(1);
         HealthSnapshot {
             regions,
             default_order: order,
+            generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
         }
     }
 

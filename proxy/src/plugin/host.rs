@@ -29,6 +29,9 @@ pub const INSTANCES: usize = 32;
 const MAX_LOG: usize = 1024;
 /// Log lines a plugin may write per second; the rest are dropped.
 const LOGS_PER_SEC: u64 = 100;
+/// How long a plugin may keep using a region list (its `latency-ms`) while routing state
+/// stays the same: `regions-version` moves on at least this often.
+const REGIONS_MAX_AGE_MS: u64 = 100;
 /// Distinct counter names a plugin may use.
 const MAX_COUNTERS: usize = 32;
 
@@ -123,6 +126,12 @@ pub fn now_ms() -> u64 {
     u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
+/// `regions-version`: the snapshot generation (unique in the process, far below 2^40) in the
+/// high bits, the number of [`REGIONS_MAX_AGE_MS`] periods in the low 24.
+fn regions_version(generation: u64, now_ms: u64) -> u64 {
+    (generation << 24) | ((now_ms / REGIONS_MAX_AGE_MS) & 0xff_ffff)
+}
+
 /// Memory and table caps of one store; records whether the memory cap was hit, so a trap
 /// that follows is reported as a memory fault.
 pub struct Limits {
@@ -211,6 +220,17 @@ impl WasiView for HostState {
 
 impl types::Host for HostState {}
 
+impl HostState {
+    /// `f` of the snapshot the current request is routed with, or else the service's current
+    /// one; `None` before the service has started.
+    fn with_snapshot<R>(&self, f: impl FnOnce(&HealthSnapshot) -> R) -> Option<R> {
+        if SNAPSHOT.is_set() {
+            return Some(SNAPSHOT.with(f));
+        }
+        self.shared.health.get().map(|h| f(&h.snapshot()))
+    }
+}
+
 impl host::Host for HostState {
     fn get_header(&mut self, name: String) -> Option<String> {
         if !HEADERS.is_set() {
@@ -235,15 +255,10 @@ impl host::Host for HostState {
     }
 
     fn regions(&mut self) -> Vec<types::RegionInfo> {
-        let latency = |i: usize| {
-            self.shared
-                .health
-                .get()
-                .and_then(|h| h.counters(i))
-                .map_or(0, |c| c.latency_ms())
-        };
+        let health = self.shared.health.get();
         let build = |snapshot: &HealthSnapshot| {
-            let mut out: Vec<types::RegionInfo> = snapshot
+            // Snapshots keep regions sorted by priority, as this function promises.
+            snapshot
                 .regions
                 .iter()
                 .enumerate()
@@ -252,19 +267,17 @@ impl host::Host for HostState {
                     priority: r.priority,
                     healthy: r.serviceable,
                     write: r.write,
-                    latency_ms: latency(i),
+                    latency_ms: health
+                        .and_then(|h| h.counters(i))
+                        .map_or(0, |c| c.latency_ms()),
                 })
-                .collect();
-            out.sort_by_key(|r| r.priority);
-            out
+                .collect()
         };
-        if SNAPSHOT.is_set() {
-            return SNAPSHOT.with(build);
-        }
-        match self.shared.health.get() {
-            Some(h) => build(&h.snapshot()),
-            None => Vec::new(),
-        }
+        self.with_snapshot(build).unwrap_or_default()
+    }
+
+    fn regions_version(&mut self) -> u64 {
+        regions_version(self.with_snapshot(|s| s.generation).unwrap_or(0), now_ms())
     }
 
     fn log(&mut self, level: types::LogLevel, message: String) {
@@ -327,5 +340,23 @@ impl host::Host for HostState {
 
     fn now_ms(&mut self) -> u64 {
         now_ms()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_regions_version_moves_with_the_snapshot_and_with_time() {
+        let v = regions_version(7, 1_000);
+        assert_eq!(regions_version(7, 1_099), v, "same snapshot, same period");
+        assert_ne!(
+            regions_version(7, 1_100),
+            v,
+            "a new period: latency may have moved"
+        );
+        assert_ne!(regions_version(8, 1_000), v, "a new snapshot");
+        assert_ne!(regions_version(8, 1_000), regions_version(7, 1_100));
     }
 }
