@@ -84,6 +84,8 @@ pub fn build_chain(svc: &ServiceConfig) -> Result<Option<PluginChain>, PluginErr
             Err(message) => errors.push(format!("{}: {message}", cfg.path.display())),
         }
     }
+    // Loading allocated and freed a few MiB on this thread; do not keep them resident.
+    crate::memory::release_freed();
     if !errors.is_empty() {
         return Err(PluginErrors(errors));
     }
