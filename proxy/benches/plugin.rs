@@ -58,20 +58,31 @@ fn headers() -> HeaderMap {
     h
 }
 
-/// Best-of-rounds nanoseconds per call of `f`.
-fn time(mut f: impl FnMut()) -> f64 {
-    for _ in 0..WARMUP {
-        f();
-    }
-    let mut best = Duration::MAX;
-    for _ in 0..ROUNDS {
-        let t0 = Instant::now();
-        for _ in 0..CALLS {
+/// A named call to time.
+type Case<'a> = (&'static str, Box<dyn FnMut() + 'a>);
+
+/// Best-of-rounds nanoseconds per call of each case. Rounds are interleaved (every case runs
+/// once per round), so a slow spell of the shared machine hits all cases alike and their
+/// differences stay meaningful.
+fn time_interleaved(cases: &mut [Case<'_>]) -> Vec<f64> {
+    for (_, f) in cases.iter_mut() {
+        for _ in 0..WARMUP {
             f();
         }
-        best = best.min(t0.elapsed());
     }
-    best.as_nanos() as f64 / f64::from(CALLS)
+    let mut best = vec![Duration::MAX; cases.len()];
+    for _ in 0..ROUNDS {
+        for (i, (_, f)) in cases.iter_mut().enumerate() {
+            let t0 = Instant::now();
+            for _ in 0..CALLS {
+                f();
+            }
+            best[i] = best[i].min(t0.elapsed());
+        }
+    }
+    best.iter()
+        .map(|d| d.as_nanos() as f64 / f64::from(CALLS))
+        .collect()
 }
 
 fn on_request(policy: &dyn Policy, method: &Method, headers: &HeaderMap, snap: &HealthSnapshot) {
@@ -115,55 +126,6 @@ fn main() -> Result<(), String> {
 
     let get = Method::GET;
     let post = Method::POST;
-    let cases: [(&str, &dyn Policy, &Method); 5] = [
-        ("built-in DefaultPolicy, GET", &builtin, &get),
-        ("read-preference, GET (regions, cached)", &*read_pref, &get),
-        ("read-preference, POST (default)", &*read_pref, &post),
-        (
-            "write-pinning, POST (regions cached, header, kv-set)",
-            &*write_pin,
-            &post,
-        ),
-        ("write-pinning, GET (header, kv-get)", &*write_pin, &get),
-    ];
-    println!("on_request, ns per call (best of {ROUNDS} x {CALLS} calls):");
-    let mut baseline = 0.0;
-    let mut row = |name: &str, ns: f64| {
-        if baseline == 0.0 {
-            baseline = ns;
-        }
-        println!(
-            "  {name:<54} {ns:>8.0} ns   (+{:.0} ns over built-in)",
-            ns - baseline
-        );
-    };
-    for (name, policy, method) in cases {
-        row(
-            name,
-            time(|| on_request(policy, method, &req_headers, &snap)),
-        );
-    }
-    // The same calls while routing changes on every request (the worst case for the SDK's
-    // region cache): three snapshots in turn over the pool's two warm instances, so no
-    // instance sees the snapshot it saw last and every call fetches the regions again.
-    let changing = [snapshot(), snapshot(), snapshot()];
-    let mut turn = 0usize;
-    for (name, policy, method) in [
-        ("read-preference, GET (regions fetched)", &*read_pref, &get),
-        (
-            "write-pinning, POST (regions fetched, ...)",
-            &*write_pin,
-            &post,
-        ),
-    ] {
-        row(
-            name,
-            time(|| {
-                turn = (turn + 1) % changing.len();
-                on_request(policy, method, &req_headers, &changing[turn]);
-            }),
-        );
-    }
     let head = RequestHead {
         id: 1,
         method: &get,
@@ -171,13 +133,61 @@ fn main() -> Result<(), String> {
         headers: &req_headers,
         authority: None,
     };
-    let ns = time(|| {
-        let action = read_pref.on_response(&head, StatusCode::OK, "westus", &resp_headers);
-        black_box(action);
-    });
-    println!(
-        "on_response, ns per call:\n  {:<54} {ns:>8.0} ns",
-        "read-preference (3 response headers, pass)"
-    );
+    // While routing changes on every request (the worst case for the SDK's region cache):
+    // three snapshots in turn over the pool's two warm instances, so no instance sees the
+    // snapshot it saw last and every call fetches the regions again.
+    let changing = [snapshot(), snapshot(), snapshot()];
+    let turn = std::cell::Cell::new(0usize);
+    let next = || {
+        turn.set((turn.get() + 1) % changing.len());
+        &changing[turn.get()]
+    };
+    let (hdrs, snap) = (&req_headers, &snap);
+    let (rp, wp) = (&*read_pref, &*write_pin);
+    let mut cases: Vec<Case<'_>> = vec![
+        (
+            "built-in DefaultPolicy, GET",
+            Box::new(|| on_request(&builtin, &get, hdrs, snap)),
+        ),
+        (
+            "read-preference, GET (regions, cached)",
+            Box::new(|| on_request(rp, &get, hdrs, snap)),
+        ),
+        (
+            "read-preference, GET (regions fetched)",
+            Box::new(|| on_request(rp, &get, hdrs, next())),
+        ),
+        (
+            "read-preference, POST (default)",
+            Box::new(|| on_request(rp, &post, hdrs, snap)),
+        ),
+        (
+            "write-pinning, POST (regions cached, header, kv-set)",
+            Box::new(|| on_request(wp, &post, hdrs, snap)),
+        ),
+        (
+            "write-pinning, POST (regions fetched, header, kv-set)",
+            Box::new(|| on_request(wp, &post, hdrs, next())),
+        ),
+        (
+            "write-pinning, GET (header, kv-get)",
+            Box::new(|| on_request(wp, &get, hdrs, snap)),
+        ),
+        (
+            "on_response: read-preference (3 headers, pass)",
+            Box::new(|| {
+                let action = rp.on_response(&head, StatusCode::OK, "westus", &resp_headers);
+                black_box(action);
+            }),
+        ),
+    ];
+    let times = time_interleaved(&mut cases);
+    println!("ns per call (best of {ROUNDS} interleaved rounds x {CALLS} calls):");
+    for ((name, _), ns) in cases.iter().zip(&times) {
+        println!(
+            "  {name:<54} {ns:>8.0} ns   (+{:.0} ns over built-in)",
+            ns - times[0]
+        );
+    }
     Ok(())
 }

@@ -156,8 +156,10 @@ impl Policy for PluginChain {
             self.run(
                 None,
                 |p| {
-                    p.instances
-                        .call(|store, b| b.switchyard_policy_plugin().call_on_request(store, &req))
+                    p.instances.call(|store, b| {
+                        b.switchyard_policy_plugin()
+                            .call_on_request(store, req.clone())
+                    })
                 },
                 |d| decision(d, snapshot),
             )
@@ -173,28 +175,27 @@ impl Policy for PluginChain {
         headers: &HeaderMap,
     ) -> ResponseAction {
         let req = wit_head(head);
+        // As the region sent them: the host's own `x-switchyard-*` headers are not shown.
+        let shown: Vec<(&str, &str)> = headers
+            .iter()
+            .filter(|(n, _)| !n.as_str().starts_with("x-switchyard-"))
+            .filter_map(|(n, v)| Some((n.as_str(), std::str::from_utf8(v.as_bytes()).ok()?)))
+            .collect();
         let resp = wit::ResponseHead {
             status: status.as_u16(),
-            region: region.to_owned(),
-            // As the region sent them: the host's own `x-switchyard-*` headers are not shown.
-            headers: headers
-                .iter()
-                .filter(|(n, _)| !n.as_str().starts_with("x-switchyard-"))
-                .filter_map(|(n, v)| {
-                    Some((
-                        n.as_str().to_owned(),
-                        std::str::from_utf8(v.as_bytes()).ok()?.to_owned(),
-                    ))
-                })
-                .collect(),
+            region,
+            headers: &shown,
         };
         let acted = with_request(Some(head.headers), None, || {
             self.run(
                 Some(wit::Hook::OnResponse),
                 |p| {
                     p.instances.call(|store, b| {
-                        b.switchyard_policy_plugin()
-                            .call_on_response(store, &req, &resp)
+                        b.switchyard_policy_plugin().call_on_response(
+                            store,
+                            req.clone(),
+                            resp.clone(),
+                        )
                     })
                 },
                 response_action,
@@ -214,7 +215,7 @@ impl Policy for PluginChain {
                 |p| {
                     p.instances.call(|store, b| {
                         b.switchyard_policy_plugin()
-                            .call_on_unavailable(store, &req)
+                            .call_on_unavailable(store, req.clone())
                     })
                 },
                 unavailable_action,
@@ -240,12 +241,12 @@ impl Policy for PluginChain {
 }
 
 /// The request head as plugins see it.
-fn wit_head(head: &RequestHead<'_>) -> wit::RequestHead {
+fn wit_head<'a>(head: &RequestHead<'a>) -> wit::RequestHead<'a> {
     wit::RequestHead {
         id: head.id,
-        method: head.method.as_str().to_owned(),
-        path: head.path.to_owned(),
-        authority: head.authority.map(str::to_owned),
+        method: head.method.as_str(),
+        path: head.path,
+        authority: head.authority,
     }
 }
 
