@@ -50,6 +50,33 @@ impl ConnInfo {
     }
 }
 
+/// How the client's request headers become a region's: hop-by-hop headers out,
+/// `X-Forwarded-*` in, the region's `Host`.
+struct Forwarding {
+    original_host: Option<http::HeaderValue>,
+    client: http::HeaderValue,
+    proto: &'static str,
+    upgrade: bool,
+}
+
+impl Forwarding {
+    /// The headers of one attempt: built from the client's on every attempt, so the common
+    /// single attempt copies the header map once (the client's map stays intact for plugins
+    /// and the stale cache).
+    fn headers(&self, incoming: &HeaderMap, host: &http::HeaderValue) -> HeaderMap {
+        let mut out = incoming.clone();
+        headers::strip_hop_by_hop(&mut out, self.upgrade);
+        headers::add_forwarded(
+            &mut out,
+            self.original_host.clone(),
+            self.client.clone(),
+            self.proto,
+        );
+        out.insert(header::HOST, host.clone());
+        out
+    }
+}
+
 /// The outcome of the attempt loop.
 enum Outcome {
     /// A region answered (possibly with a 5xx that could not be retried).
@@ -160,14 +187,16 @@ async fn respond(
             }
         };
 
-    let mut fwd = parts.headers.clone();
-    let original_host = fwd
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| parts.uri.authority().and_then(|a| a.as_str().parse().ok()));
-    headers::strip_hop_by_hop(&mut fwd, client_upgrade.is_some());
-    let proto = if conn.tls { "https" } else { "http" };
-    headers::add_forwarded(&mut fwd, original_host, conn.forwarded_for, proto);
+    let fwd = Forwarding {
+        original_host: parts
+            .headers
+            .get(header::HOST)
+            .cloned()
+            .or_else(|| parts.uri.authority().and_then(|a| a.as_str().parse().ok())),
+        client: conn.forwarded_for,
+        proto: if conn.tls { "https" } else { "http" },
+        upgrade: client_upgrade.is_some(),
+    };
 
     let mut attempts = 0u32;
     let outcome = attempt_loop(&svc, &parts, &fwd, &order, payload, deadline, &mut attempts).await;
@@ -198,7 +227,7 @@ async fn respond(
 async fn attempt_loop(
     svc: &Service,
     parts: &http::request::Parts,
-    fwd: &HeaderMap,
+    fwd: &Forwarding,
     order: &[usize],
     mut payload: RequestPayload,
     deadline: Instant,
@@ -231,10 +260,7 @@ async fn attempt_loop(
         let mut request = Request::new(body);
         *request.uri_mut() = uri;
         *request.method_mut() = parts.method.clone();
-        *request.headers_mut() = fwd.clone();
-        request
-            .headers_mut()
-            .insert(header::HOST, upstream.host_header().clone());
+        *request.headers_mut() = fwd.headers(&parts.headers, upstream.host_header());
 
         let per_try = retry.per_try_timeout.min(deadline - now);
         let failure = match send_attempt(svc, region, *attempts, request, per_try).await {
