@@ -13,7 +13,7 @@
 //! `main` with [`compile_in_child_process`].
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::OnceLock;
 
@@ -55,7 +55,7 @@ pub(super) fn compile(engine: &Engine, wasm: &[u8]) -> Option<Result<Component, 
     Some(finish(&mut child, wasm).and_then(|artifact| load(engine, &artifact)))
 }
 
-fn spawn(exe: &PathBuf) -> std::io::Result<Child> {
+fn spawn(exe: &Path) -> std::io::Result<Child> {
     Command::new(exe)
         .arg(SUBCOMMAND)
         .stdin(Stdio::piped())
