@@ -16,7 +16,6 @@
 //! - [`health`]: probes, outlier ejection, failback, the snapshot the data path reads.
 //! - [`admin`], [`reload`], [`signals`]: operating the sidecar.
 //! - [`telemetry`]: logs, traces, metrics.
-//! - [`memory`]: giving memory freed by plugin loading back to the OS.
 //! - [`demo`]: `switchyard demo`.
 
 pub mod admin;
@@ -29,7 +28,6 @@ pub mod error;
 pub mod framing;
 pub mod headers;
 pub mod health;
-pub mod memory;
 pub mod pipeline;
 pub mod plugin;
 pub mod policy;

@@ -9,6 +9,7 @@
 //! - `kv`: the per-plugin key-value store.
 //! - `pool`: warm instances, calls under a deadline, fault classification.
 //! - `precompile`: compiling in a child process, so Cranelift never runs in the sidecar.
+//! - `memory`: handing what loading freed back to the OS.
 //! - `load`: file -> compiled, linked, initialized plugin, with `check`'s messages.
 //! - `chain`: [`PluginChain`], the plugins of one service as a `Policy`.
 
@@ -18,6 +19,7 @@ mod engine;
 mod host;
 mod kv;
 mod load;
+mod memory;
 mod pool;
 mod precompile;
 mod wasi;
@@ -85,7 +87,7 @@ pub fn build_chain(svc: &ServiceConfig) -> Result<Option<PluginChain>, PluginErr
         }
     }
     // Loading allocated and freed a few MiB on this thread; do not keep them resident.
-    crate::memory::release_freed();
+    memory::release_freed();
     if !errors.is_empty() {
         return Err(PluginErrors(errors));
     }

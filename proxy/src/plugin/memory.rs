@@ -1,4 +1,4 @@
-//! Handing memory back to the OS after a burst of one-off work.
+//! Handing memory back to the OS after loading plugins.
 //!
 //! The binary's allocator is mimalloc (see `main.rs`), which keeps freed pages for reuse and
 //! returns them to the OS only on later allocator activity of the same thread. Loading
@@ -10,7 +10,7 @@
 /// Returns the memory this thread has freed, and any the allocator holds for purging, to
 /// the OS. Costs a few syscalls: for load and reload, never the request path.
 #[allow(unsafe_code)]
-pub fn release_freed() {
+pub(super) fn release_freed() {
     // SAFETY: `mi_collect` has no preconditions: any thread may call it at any time, and it
     // only frees what no live allocation uses.
     unsafe { libmimalloc_sys::mi_collect(true) }
