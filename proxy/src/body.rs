@@ -10,14 +10,18 @@ use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
+use crate::upstream::RegionBody;
+
 #[derive(Debug, Default)]
 pub enum ProxyBody {
     #[default]
     Empty,
     /// A complete body held in memory (`None` once sent).
     Full(Option<Bytes>),
-    /// A body streamed from the client or a region.
+    /// A body streamed from the client.
     Incoming(Incoming),
+    /// A region's response body (its connection returns to the pool at the end).
+    Region(RegionBody),
     /// A body whose first bytes were already read (while trying to buffer it) and the rest streams.
     Prefixed {
         prefix: Option<Bytes>,
@@ -31,7 +35,7 @@ pub enum ProxyBody {
 pub type CaptureSink = Box<dyn FnOnce(Bytes) + Send>;
 
 pub struct Capture {
-    inner: Incoming,
+    inner: RegionBody,
     copy: BytesMut,
     limit: usize,
     /// `None` once delivered, or when the body grew past `limit` or failed.
@@ -62,7 +66,7 @@ impl ProxyBody {
     /// larger than `limit` (then nothing is kept and the stream is unaffected).
     pub fn capture(self, limit: usize, sink: CaptureSink) -> Self {
         match self {
-            ProxyBody::Incoming(inner) => ProxyBody::Capture(Box::new(Capture {
+            ProxyBody::Region(inner) => ProxyBody::Capture(Box::new(Capture {
                 inner,
                 copy: BytesMut::new(),
                 limit,
@@ -93,6 +97,7 @@ impl Body for ProxyBody {
             ProxyBody::Empty => Poll::Ready(None),
             ProxyBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             ProxyBody::Incoming(body) => Pin::new(body).poll_frame(cx),
+            ProxyBody::Region(body) => Pin::new(body).poll_frame(cx),
             ProxyBody::Prefixed { prefix, rest } => match prefix.take() {
                 Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
                 None => Pin::new(rest).poll_frame(cx),
@@ -135,6 +140,7 @@ impl Body for ProxyBody {
             ProxyBody::Empty => true,
             ProxyBody::Full(bytes) => bytes.is_none(),
             ProxyBody::Incoming(body) => body.is_end_stream(),
+            ProxyBody::Region(body) => body.is_end_stream(),
             ProxyBody::Prefixed { prefix, rest } => prefix.is_none() && rest.is_end_stream(),
             // Polled to the end even when empty, so the copy is delivered.
             ProxyBody::Capture(c) => c.sink.is_none() && c.inner.is_end_stream(),
@@ -148,6 +154,7 @@ impl Body for ProxyBody {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
             ProxyBody::Incoming(body) => body.size_hint(),
+            ProxyBody::Region(body) => body.size_hint(),
             ProxyBody::Prefixed { prefix, rest } => {
                 let extra = prefix.as_ref().map_or(0, |b| b.len() as u64);
                 let inner = rest.size_hint();

@@ -1,7 +1,9 @@
 //! One pooled HTTP client per region (HTTP/1.1, HTTP/2 via ALPN, TLS via rustls), with the
 //! drill switchboard's faults applied at the point where a real outage would show.
 
+pub mod connect;
 pub mod fault;
+pub mod pool;
 pub mod tls;
 
 use std::error::Error as StdError;
@@ -9,28 +11,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{HeaderValue, Request, Response, Uri};
-use hyper_rustls::{FixedServerNameResolver, HttpsConnector};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use rustls_pki_types::ServerName;
 
 use crate::body::ProxyBody;
 use crate::config::RegionConfig;
 use crate::error::{Error, FailureKind};
+use connect::Connector;
 use fault::{Fault, FaultCounter, FaultEffect};
+pub use pool::RegionBody;
+use pool::{Pool, SendError};
 pub use tls::TlsError;
 
-type HttpsClient = Client<HttpsConnector<HttpConnector>, ProxyBody>;
-
-/// A region's client and its address.
+/// A region's connection pool and its address.
 pub struct Upstream {
     pub name: Arc<str>,
-    client: HttpsClient,
-    scheme: Scheme,
-    authority: Authority,
+    pool: Arc<Pool>,
     base_path: String,
     host_header: HeaderValue,
     fault: ArcSwapOption<Fault>,
@@ -39,45 +35,14 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    /// Builds the client; reads TLS files, so it runs at load time, never per request.
+    /// Prepares the pool; reads TLS files, so it runs at load time, never per request.
     pub fn new(region: &RegionConfig, connect_timeout: Duration) -> Result<Self, TlsError> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(connect_timeout));
-        http.set_keepalive(Some(Duration::from_secs(60)));
-
-        let tls = tls::client_config(region.tls.as_ref())?;
-        let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http();
-        let builder = match region.tls.as_ref().and_then(|t| t.server_name.clone()) {
-            Some(name) => {
-                let name = ServerName::try_from(name).map_err(|e| {
-                    TlsError::Rustls(rustls::Error::General(format!("server_name: {e}")))
-                })?;
-                builder.with_server_name_resolver(FixedServerNameResolver::new(name))
-            }
-            None => builder,
-        };
-        let connector = builder.enable_all_versions().wrap_connector(http);
-
-        let client = Client::builder(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .http2_keep_alive_interval(Some(Duration::from_secs(30)))
-            .http2_adaptive_window(true)
-            .set_host(false)
-            .build(connector);
-
+        let connector = Connector::new(region, connect_timeout)?;
         let host_header = HeaderValue::from_str(region.authority.as_str())
             .map_err(|e| TlsError::Rustls(rustls::Error::General(format!("authority: {e}"))))?;
         Ok(Upstream {
             name: region.name.as_str().into(),
-            client,
-            scheme: region.scheme.clone(),
-            authority: region.authority.clone(),
+            pool: Pool::new(connector),
             base_path: region.base_path.clone(),
             host_header,
             fault: ArcSwapOption::empty(),
@@ -86,19 +51,18 @@ impl Upstream {
         })
     }
 
-    /// The region's URI for a request path: only the configured scheme and authority are ever
-    /// used, whatever the client sent (the sidecar is never an open proxy).
+    /// The request target for a path at this region, in origin form (`/base/path?query`):
+    /// only the configured scheme and authority are ever contacted, whatever the client sent
+    /// (the sidecar is never an open proxy).
     pub fn uri(&self, path_and_query: Option<&PathAndQuery>) -> Result<Uri, http::Error> {
         let pq = path_and_query.map_or("/", |pq| pq.as_str());
-        let builder = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone());
         if self.base_path.is_empty() {
-            builder.path_and_query(pq).build()
+            match path_and_query {
+                Some(pq) => Ok(Uri::from(pq.clone())),
+                None => Ok(Uri::from_static("/")),
+            }
         } else {
-            builder
-                .path_and_query(format!("{}{}", self.base_path, pq))
-                .build()
+            Ok(Uri::try_from(format!("{}{}", self.base_path, pq))?)
         }
     }
 
@@ -135,30 +99,30 @@ impl Upstream {
                 FaultEffect::Delay(d) => tokio::time::sleep(d).await,
             }
         }
-        match self.client.request(req).await {
-            Ok(resp) => Ok(resp.map(ProxyBody::Incoming)),
-            Err(err) => {
-                let kind = classify(&err);
-                let error = Error::new(kind, &self.name, error_chain(&err));
-                if is_tls_failure(&err) && self.tls_warning.due() {
-                    // A certificate problem is a configuration problem: say so loudly, once
-                    // in a while, not once per request.
-                    tracing::warn!(region = %self.name, "TLS to region failed: {}", error.detail);
-                }
-                Err(error)
-            }
+        let failed = match self.pool.send(req).await {
+            Ok(resp) => return Ok(resp),
+            Err(failed) => failed,
+        };
+        let (kind, chain, tls) = match &failed {
+            SendError::Connect(e) => (FailureKind::Connect, error_chain(e), is_tls_failure(e)),
+            SendError::Unsent(e) => (FailureKind::Connect, error_chain(e), false),
+            SendError::Request(e) => (classify(e), error_chain(e), false),
+        };
+        let error = Error::new(kind, &self.name, chain);
+        if tls && self.tls_warning.due() {
+            // A certificate problem is a configuration problem: say so loudly, once in a
+            // while, not once per request.
+            tracing::warn!(region = %self.name, "TLS to region failed: {}", error.detail);
         }
+        Err(error)
     }
 }
 
 /// Decides from the error chain whether the request may have reached the region.
-fn classify(err: &hyper_util::client::legacy::Error) -> FailureKind {
-    if err.is_connect() {
-        return FailureKind::Connect;
-    }
-    let mut source: Option<&(dyn StdError + 'static)> = err.source();
+fn classify(err: &hyper::Error) -> FailureKind {
+    let mut current: Option<&(dyn StdError + 'static)> = Some(err);
     let mut kind = FailureKind::Other;
-    while let Some(e) = source {
+    while let Some(e) = current {
         if let Some(h2) = e.downcast_ref::<h2::Error>() {
             if h2.reason() == Some(h2::Reason::REFUSED_STREAM) {
                 return FailureKind::RefusedStream;
@@ -181,7 +145,7 @@ fn classify(err: &hyper_util::client::legacy::Error) -> FailureKind {
                 kind = FailureKind::Reset;
             }
         }
-        source = e.source();
+        current = e.source();
     }
     kind
 }

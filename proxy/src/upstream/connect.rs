@@ -1,0 +1,175 @@
+//! Opens one connection to a region: TCP (every resolved address in turn, within the connect
+//! timeout), TLS with ALPN when the region is `https`, then the HTTP handshake for the
+//! protocol the region chose. The connection's I/O runs in its own task; what comes back is
+//! the sender half, which the pool hands out.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use crate::body::ProxyBody;
+use crate::config::RegionConfig;
+
+use super::tls::{self, TlsError};
+
+/// A fresh connection's sender, by the protocol the region speaks on it.
+pub enum Connected {
+    Http1(http1::SendRequest<ProxyBody>),
+    Http2(http2::SendRequest<ProxyBody>),
+}
+
+/// Everything needed to open a connection to one region, prepared at load time.
+pub struct Connector {
+    authority: Authority,
+    /// Host as DNS (or the IP parser) wants it: no brackets around IPv6 literals.
+    host: String,
+    port: u16,
+    tls: Option<Tls>,
+    connect_timeout: Duration,
+}
+
+struct Tls {
+    connector: TlsConnector,
+    server_name: ServerName<'static>,
+}
+
+/// How long an idle connection's socket keeps TCP keep-alive probes going.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+/// HTTP/2 PING interval, so a dead peer is noticed on a connection nobody is using.
+const H2_KEEPALIVE: Duration = Duration::from_secs(30);
+
+impl Connector {
+    /// Reads the region's TLS files; runs at load time, never per request.
+    pub fn new(region: &RegionConfig, connect_timeout: Duration) -> Result<Self, TlsError> {
+        let authority: &Authority = &region.authority;
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let https = region.scheme == Scheme::HTTPS;
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let tls = if https {
+            let mut config = tls::client_config(region.tls.as_ref())?;
+            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            let name = region
+                .tls
+                .as_ref()
+                .and_then(|t| t.server_name.clone())
+                .unwrap_or_else(|| host.clone());
+            let server_name = ServerName::try_from(name).map_err(|e| {
+                TlsError::Rustls(rustls::Error::General(format!("server_name: {e}")))
+            })?;
+            Some(Tls {
+                connector: TlsConnector::from(Arc::new(config)),
+                server_name,
+            })
+        } else {
+            None
+        };
+        Ok(Connector {
+            authority: authority.clone(),
+            host,
+            port,
+            tls,
+            connect_timeout,
+        })
+    }
+
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    /// Whether connections may speak HTTP/2 (chosen by ALPN, so only over TLS: plaintext
+    /// regions get HTTP/1.1, as requests the sidecar builds are HTTP/1.1 requests).
+    pub fn may_use_http2(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Opens a connection. Every error here means the request was never sent.
+    pub async fn connect(&self) -> io::Result<Connected> {
+        let tcp = tokio::time::timeout(self.connect_timeout, self.tcp())
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connect timed out after {:?}", self.connect_timeout),
+                )
+            })??;
+        match &self.tls {
+            None => http1_handshake(tcp).await,
+            Some(tls) => {
+                let stream = tls.connector.connect(tls.server_name.clone(), tcp).await?;
+                if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    http2_handshake(stream).await
+                } else {
+                    http1_handshake(stream).await
+                }
+            }
+        }
+    }
+
+    /// TCP to the first address that accepts, in resolver order.
+    async fn tcp(&self) -> io::Result<TcpStream> {
+        let mut last = None;
+        for addr in tokio::net::lookup_host((self.host.as_str(), self.port)).await? {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => {
+                    stream.set_nodelay(true)?;
+                    let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
+                    socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive)?;
+                    return Ok(stream);
+                }
+                Err(e) => last = Some(io::Error::new(e.kind(), format!("{addr}: {e}"))),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} resolved to no address", self.host),
+            )
+        }))
+    }
+}
+
+async fn http1_handshake<T>(io: T) -> io::Result<Connected>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(io::Error::other)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!("region connection ended: {e}");
+        }
+    });
+    Ok(Connected::Http1(sender))
+}
+
+async fn http2_handshake<T>(io: T) -> io::Result<Connected>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .keep_alive_interval(H2_KEEPALIVE)
+        .adaptive_window(true)
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(io::Error::other)?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!("region connection ended: {e}");
+        }
+    });
+    Ok(Connected::Http2(sender))
+}

@@ -1,0 +1,444 @@
+//! A region's connections: idle HTTP/1.1 connections, most recently used first, and at most
+//! one shared HTTP/2 connection.
+//!
+//! An HTTP/1.1 connection goes back to the pool when the response body it carried has been
+//! read to the end (`RegionBody`'s drop), not through a task per request; a body dropped
+//! early takes its connection with it (hyper closes it). A request handed back unsent by a
+//! pooled connection that turned out to be closing is sent again on another connection: it
+//! provably never left, so this is safe even for writes.
+//!
+//! Idle connections are reaped by age without reading the clock per request: a reaper task
+//! advances an epoch every `REAP_EVERY`, each idle connection remembers the epoch it went
+//! idle in, and connections two epochs old are closed.
+
+use std::collections::VecDeque;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::{TrySendError, http1, http2};
+
+use super::connect::{Connected, Connector};
+use crate::body::ProxyBody;
+
+/// Idle connections kept per region; beyond this the oldest is closed.
+const MAX_IDLE: usize = 512;
+/// Epoch length of the idle reaper: idle connections are closed after 60-90 s.
+const REAP_EVERY: Duration = Duration::from_secs(30);
+/// How many connections one request may find closing before it gives up on pooled ones.
+const MAX_STALE: usize = 3;
+
+pub struct Pool {
+    connector: Connector,
+    idle: Mutex<VecDeque<Idle>>,
+    http2: Mutex<Option<http2::SendRequest<ProxyBody>>>,
+    epoch: AtomicU32,
+    reaper_started: AtomicBool,
+}
+
+struct Idle {
+    sender: http1::SendRequest<ProxyBody>,
+    epoch: u32,
+}
+
+/// Why a request got no response.
+pub enum SendError {
+    /// No connection could be opened: the request never left.
+    Connect(io::Error),
+    /// The request was handed to a connection and failed there.
+    Request(hyper::Error),
+    /// A fresh connection closed before taking the request: it never left.
+    Unsent(hyper::Error),
+}
+
+enum Checkout {
+    Http1(http1::SendRequest<ProxyBody>),
+    Http2(http2::SendRequest<ProxyBody>),
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Pool {
+    pub fn new(connector: Connector) -> Arc<Self> {
+        Arc::new(Pool {
+            connector,
+            idle: Mutex::new(VecDeque::new()),
+            http2: Mutex::new(None),
+            epoch: AtomicU32::new(0),
+            reaper_started: AtomicBool::new(false),
+        })
+    }
+
+    /// Sends `req` (origin-form URI, `Host` set) on a pooled or new connection and waits for
+    /// the response head.
+    pub async fn send(
+        self: &Arc<Self>,
+        mut req: Request<ProxyBody>,
+    ) -> Result<Response<ProxyBody>, SendError> {
+        for _ in 0..MAX_STALE {
+            let Some(conn) = self.checkout() else { break };
+            match self.send_on(conn, req).await {
+                Ok(resp) => return Ok(resp),
+                Err(e) => match e.message {
+                    Some(unsent) => req = unsent,
+                    None => return Err(SendError::Request(e.error)),
+                },
+            }
+        }
+        // The slow path (DNS, TCP, TLS, handshake) lives in its own allocation so the common
+        // future stays small.
+        let conn = Box::pin(self.open()).await.map_err(SendError::Connect)?;
+        match self.send_on(conn, req).await {
+            Ok(resp) => Ok(resp),
+            Err(e) if e.message.is_some() => Err(SendError::Unsent(e.error)),
+            Err(e) => Err(SendError::Request(e.error)),
+        }
+    }
+
+    async fn send_on(
+        self: &Arc<Self>,
+        conn: Checkout,
+        req: Request<ProxyBody>,
+    ) -> Result<Response<ProxyBody>, Returned> {
+        match conn {
+            Checkout::Http1(mut sender) => {
+                let resp = sender.try_send_request(req).await.map_err(Returned::from)?;
+                // After `101 Switching Protocols` the connection belongs to the upgrade.
+                let lease = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Lease {
+                    sender,
+                    pool: self.clone(),
+                });
+                Ok(resp.map(|body| ProxyBody::Region(RegionBody::new(body, lease))))
+            }
+            Checkout::Http2(mut sender) => {
+                let req = self.absolute_form(req);
+                let resp = sender.try_send_request(req).await.map_err(Returned::from)?;
+                Ok(resp.map(|body| ProxyBody::Region(RegionBody::new(body, None))))
+            }
+        }
+    }
+
+    /// HTTP/2 carries scheme and authority as pseudo-headers, taken from the URI.
+    fn absolute_form(&self, req: Request<ProxyBody>) -> Request<ProxyBody> {
+        let (mut parts, body) = req.into_parts();
+        if parts.uri.scheme().is_none() {
+            let mut uri = parts.uri.into_parts();
+            uri.scheme = Some(http::uri::Scheme::HTTPS);
+            uri.authority = Some(self.connector.authority().clone());
+            // Scheme, authority and a path: always a valid absolute URI.
+            parts.uri = http::Uri::from_parts(uri).unwrap_or_default();
+        }
+        Request::from_parts(parts, body)
+    }
+
+    fn checkout(&self) -> Option<Checkout> {
+        if self.connector.may_use_http2()
+            && let Some(shared) = lock(&self.http2).as_ref()
+            && shared.is_ready()
+        {
+            return Some(Checkout::Http2(shared.clone()));
+        }
+        let mut idle = lock(&self.idle);
+        while let Some(conn) = idle.pop_back() {
+            if conn.sender.is_ready() {
+                return Some(Checkout::Http1(conn.sender));
+            }
+            // Closed by the region (or broken): dropped here.
+        }
+        None
+    }
+
+    async fn open(self: &Arc<Self>) -> io::Result<Checkout> {
+        self.start_reaper();
+        Ok(match self.connector.connect().await? {
+            Connected::Http1(sender) => Checkout::Http1(sender),
+            Connected::Http2(sender) => {
+                *lock(&self.http2) = Some(sender.clone());
+                Checkout::Http2(sender)
+            }
+        })
+    }
+
+    fn checkin(&self, sender: http1::SendRequest<ProxyBody>) {
+        let epoch = self.epoch.load(Ordering::Relaxed);
+        let mut idle = lock(&self.idle);
+        if idle.len() >= MAX_IDLE {
+            idle.pop_front();
+        }
+        idle.push_back(Idle { sender, epoch });
+    }
+
+    /// Starts the idle reaper on first use (a pool can be built outside a runtime); it ends
+    /// when the pool is dropped.
+    fn start_reaper(self: &Arc<Self>) {
+        if self.reaper_started.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let pool: Weak<Pool> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REAP_EVERY);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let Some(pool) = pool.upgrade() else { return };
+                pool.reap();
+            }
+        });
+    }
+
+    /// Advances the epoch and closes connections idle since two epochs ago or earlier.
+    fn reap(&self) {
+        let now = self.epoch.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        let mut idle = lock(&self.idle);
+        // Oldest first: stop at the first connection young enough to keep.
+        while idle
+            .front()
+            .is_some_and(|c| now.wrapping_sub(c.epoch) >= 2 || c.sender.is_closed())
+        {
+            idle.pop_front();
+        }
+    }
+
+    #[cfg(test)]
+    fn idle_len(&self) -> usize {
+        lock(&self.idle).len()
+    }
+}
+
+/// A request the connection gave back, or the error it failed with.
+struct Returned {
+    error: hyper::Error,
+    message: Option<Request<ProxyBody>>,
+}
+
+impl From<TrySendError<Request<ProxyBody>>> for Returned {
+    fn from(mut e: TrySendError<Request<ProxyBody>>) -> Self {
+        let message = e.take_message();
+        Returned {
+            error: e.into_error(),
+            message,
+        }
+    }
+}
+
+/// An HTTP/1.1 connection on loan to one response body.
+struct Lease {
+    sender: http1::SendRequest<ProxyBody>,
+    pool: Arc<Pool>,
+}
+
+impl Lease {
+    /// Returns the connection to the pool once it can take the next request. It usually can
+    /// at once (hyper has read the whole response); if the request body is still being
+    /// written, a task waits for it.
+    fn release(mut self) {
+        if self.sender.is_ready() {
+            self.pool.checkin(self.sender);
+        } else if !self.sender.is_closed()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                if self.sender.ready().await.is_ok() {
+                    self.pool.checkin(self.sender);
+                }
+            });
+        }
+    }
+}
+
+/// A region's response body; returns its connection to the pool when read to the end.
+pub struct RegionBody {
+    body: Incoming,
+    lease: Option<Lease>,
+    done: bool,
+}
+
+impl RegionBody {
+    fn new(body: Incoming, lease: Option<Lease>) -> Self {
+        RegionBody {
+            body,
+            lease,
+            done: false,
+        }
+    }
+}
+
+impl std::fmt::Debug for RegionBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegionBody")
+            .field("pooled", &self.lease.is_some())
+            .finish()
+    }
+}
+
+impl Drop for RegionBody {
+    fn drop(&mut self) {
+        if let Some(lease) = self.lease.take()
+            && (self.done || self.body.is_end_stream())
+        {
+            lease.release();
+        }
+    }
+}
+
+impl Body for RegionBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            self.done = true;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::net::SocketAddr;
+
+    use http_body_util::BodyExt;
+    use switchyard_tests::FakeRegion;
+
+    use super::*;
+    use crate::config::RegionConfig;
+
+    fn pool_for(region: &FakeRegion) -> Arc<Pool> {
+        let config = RegionConfig {
+            name: region.name().into(),
+            priority: 0,
+            scheme: http::uri::Scheme::HTTP,
+            authority: region.authority().parse().expect("authority"),
+            base_path: String::new(),
+            url: region.url(),
+            write: true,
+            tls: None,
+        };
+        Pool::new(Connector::new(&config, Duration::from_secs(2)).expect("connector"))
+    }
+
+    fn request(region: &FakeRegion, method: &str, path: &str) -> Request<ProxyBody> {
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, region.authority())
+            .body(ProxyBody::Empty)
+            .expect("request")
+    }
+
+    async fn get_to_end(pool: &Arc<Pool>, region: &FakeRegion, path: &str) -> usize {
+        let resp = match pool.send(request(region, "GET", path)).await {
+            Ok(resp) => resp,
+            Err(_) => panic!("GET {path} failed"),
+        };
+        assert_eq!(resp.status(), StatusCode::OK);
+        let body = resp.into_body().collect().await.expect("body");
+        body.to_bytes().len()
+    }
+
+    fn peers(region: &FakeRegion) -> Vec<SocketAddr> {
+        region.received().iter().map(|r| r.peer).collect()
+    }
+
+    #[tokio::test]
+    async fn a_connection_serves_request_after_request_once_each_body_is_read() {
+        let region = FakeRegion::new("westus").start().await;
+        let pool = pool_for(&region);
+        for _ in 0..20 {
+            get_to_end(&pool, &region, "/").await;
+            assert_eq!(get_to_end(&pool, &region, "/bytes/100000").await, 100_000);
+        }
+        let distinct: HashSet<_> = peers(&region).into_iter().collect();
+        assert_eq!(distinct.len(), 1, "40 requests, one connection");
+        assert_eq!(pool.idle_len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_unread_takes_its_connection_with_it() {
+        let region = FakeRegion::new("westus").start().await;
+        let pool = pool_for(&region);
+        let Ok(resp) = pool.send(request(&region, "GET", "/bytes/1000000")).await else {
+            panic!("GET failed");
+        };
+        drop(resp);
+        assert_eq!(pool.idle_len(), 0, "a half-read connection is never reused");
+        get_to_end(&pool, &region, "/").await;
+        get_to_end(&pool, &region, "/").await;
+        let seen = peers(&region);
+        assert_ne!(seen[0], seen[1], "a new connection after the dropped body");
+        assert_eq!(seen[1], seen[2], "which is then reused");
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_open_connections_that_all_return_to_the_pool() {
+        let region = FakeRegion::new("westus").start().await;
+        let pool = pool_for(&region);
+        let region = Arc::new(region);
+        let mut requests = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (pool, region) = (pool.clone(), region.clone());
+            requests.spawn(async move { get_to_end(&pool, &region, "/bytes/5000").await });
+        }
+        while let Some(size) = requests.join_next().await {
+            assert_eq!(size.expect("request task"), 5000);
+        }
+        let opened: HashSet<_> = peers(&region).into_iter().collect();
+        assert_eq!(pool.idle_len(), opened.len(), "every connection came back");
+    }
+
+    #[tokio::test]
+    async fn a_write_on_a_connection_the_region_closed_is_sent_once_on_a_new_one() {
+        let region = FakeRegion::new("westus").start().await;
+        let pool = pool_for(&region);
+        get_to_end(&pool, &region, "/").await;
+        region.kill().await;
+        region.restart().await;
+        // The pooled connection's task sees the close; the POST must not fail because of it.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let Ok(resp) = pool.send(request(&region, "POST", "/orders")).await else {
+            panic!("POST after the region restarted failed");
+        };
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert_eq!(region.requests_for("POST"), 1);
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_closed_after_two_reaper_epochs() {
+        let region = FakeRegion::new("westus").start().await;
+        let pool = pool_for(&region);
+        get_to_end(&pool, &region, "/").await;
+        assert_eq!(pool.idle_len(), 1);
+        pool.reap();
+        assert_eq!(pool.idle_len(), 1, "idle for less than two epochs: kept");
+        get_to_end(&pool, &region, "/").await;
+        pool.reap();
+        assert_eq!(pool.idle_len(), 1, "used again since: kept");
+        pool.reap();
+        assert_eq!(pool.idle_len(), 0, "idle for two epochs: closed");
+        get_to_end(&pool, &region, "/").await;
+        let distinct: HashSet<_> = peers(&region).into_iter().collect();
+        assert_eq!(distinct.len(), 2, "a new connection after the reap");
+    }
+}
