@@ -11,7 +11,7 @@ use std::time::Duration;
 use http::header::{self, HeaderMap};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use tokio::time::{Instant, timeout};
+use tokio::time::{Instant, timeout_at};
 use tracing::Instrument;
 
 use crate::body::ProxyBody;
@@ -104,7 +104,7 @@ pub async fn handle(
         tls: conn.tls,
         client: conn.remote.ip(),
     });
-    let resp = respond(svc.clone(), req, conn)
+    let resp = respond(svc.clone(), req, conn, started)
         .instrument(span.clone())
         .await;
     observe(&svc, &span, &resp, started.elapsed());
@@ -130,6 +130,7 @@ async fn respond(
     svc: Arc<Service>,
     mut req: Request<Incoming>,
     conn: ConnInfo,
+    started: Instant,
 ) -> Response<ProxyBody> {
     let client_upgrade = headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
@@ -152,7 +153,7 @@ async fn respond(
         authority,
     };
 
-    let deadline = Instant::now() + svc.config.request_timeout;
+    let deadline = started + svc.config.request_timeout;
     // Writes wait here while the write region moves, so they route by the new snapshot.
     let _write = if write_gate::is_write(&parts.method) {
         match svc.writes.enter(deadline).await {
@@ -263,7 +264,9 @@ async fn attempt_loop(
         *request.headers_mut() = fwd.headers(&parts.headers, upstream.host_header());
 
         let per_try = retry.per_try_timeout.min(deadline - now);
-        let failure = match send_attempt(svc, region, *attempts, request, per_try).await {
+        // One clock read per attempt: the per-try deadline derives from the `now` above.
+        let sent = send_attempt(svc, region, *attempts, request, now + per_try).await;
+        let failure = match sent {
             Ok(Ok(resp)) if resp.status().is_server_error() => {
                 let status = resp.status().as_u16();
                 svc.health.report_failure(region);
@@ -315,7 +318,7 @@ async fn send_attempt(
     region: usize,
     attempt: u32,
     mut request: Request<ProxyBody>,
-    per_try: Duration,
+    until: Instant,
 ) -> Result<Result<Response<ProxyBody>, crate::error::Error>, tokio::time::error::Elapsed> {
     let upstream = &svc.upstreams[region];
     if attempt > 1 {
@@ -328,7 +331,7 @@ async fn send_attempt(
         upstream.host_header(),
     );
     traces::inject(&span, request.headers_mut());
-    let sent = timeout(per_try, upstream.send(request))
+    let sent = timeout_at(until, upstream.send(request))
         .instrument(span.clone())
         .await;
     let (status, failure) = match &sent {
