@@ -5,6 +5,7 @@
 #
 #   bench/ab.sh OLD_BINARY NEW_BINARY          # 8 rounds x 4 s, at 50 and 1 connections
 #   ROUNDS=12 SECS=3 CONNS="50" bench/ab.sh /tmp/sy-old target/release/switchyard
+#   EXTRA=plugin.toml bench/ab.sh OLD NEW    # plugin.toml's lines end both configs
 set -euo pipefail
 OLD=${1:?usage: bench/ab.sh OLD_BINARY NEW_BINARY}
 NEW=${2:?usage: bench/ab.sh OLD_BINARY NEW_BINARY}
@@ -44,6 +45,7 @@ name = "a"
 url = "http://127.0.0.1:27301"
 write = true
 EOF
+  if [[ -n ${EXTRA:-} ]]; then cat "$EXTRA"; fi
 }
 config 27311 27310 >"$OUT/old.toml"
 config 27321 27320 >"$OUT/new.toml"

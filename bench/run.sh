@@ -11,11 +11,11 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
 QUICK=${QUICK:-0}
 if [[ $QUICK == 1 ]]; then
-  DURATION=${DURATION:-1}; ROUNDS=${ROUNDS:-1}; FAILOVER_ROUNDS=${FAILOVER_ROUNDS:-1}
+  DURATION=${DURATION:-1}; ROUNDS=${ROUNDS:-1}; FAILOVER_ROUNDS=${FAILOVER_ROUNDS:-1}; PLUGIN_ROUNDS=${PLUGIN_ROUNDS:-0}
   SCENARIOS=${SCENARIOS:-"h1:GET:1 h1:GET:50 h1:POST:50 h2:GET:50"}
   RESULTS_FILE=${RESULTS_FILE:-}
 else
-  DURATION=${DURATION:-3}; ROUNDS=${ROUNDS:-3}; FAILOVER_ROUNDS=${FAILOVER_ROUNDS:-2}
+  DURATION=${DURATION:-3}; ROUNDS=${ROUNDS:-3}; FAILOVER_ROUNDS=${FAILOVER_ROUNDS:-2}; PLUGIN_ROUNDS=${PLUGIN_ROUNDS:-6}
   SCENARIOS=${SCENARIOS:-"h1:GET:1 h1:GET:50 h1:GET:256 h1:POST:1 h1:POST:50 h1:POST:256 h2:GET:1 h2:GET:50 h2:GET:256 h2:POST:50"}
   RESULTS_FILE=${RESULTS_FILE:-$HERE/RESULTS.md}
 fi
@@ -426,6 +426,19 @@ if [[ " $PARTS " == *" load "* ]]; then
       done
     done
   done
+  # A plugin's cost is a few percent, and per-round ratios on a shared machine spread by
+  # +-15%: extra rounds pair Switchyard with Switchyard + plugin alone (numbered from 101;
+  # the report's SY+plugin/SY column is the median of all per-round pairs).
+  if [[ $PLUGINS_OK == 1 ]]; then
+    for round in $(seq "$PLUGIN_ROUNDS"); do
+      for scenario in $PLUGIN_SCENARIOS; do
+        IFS=: read -r proto method conns <<<"$scenario"
+        for t in $(rotate "$round" switchyard switchyard+plugin); do
+          point "$((100 + round))" "$t" "$proto" "$method" "$conns"
+        done
+      done
+    done
+  fi
 fi
 
 # ------------------------------------------------------------------ failover
@@ -493,7 +506,7 @@ meta = {
   "failover": """$FAILOVER_DESC""",
   "pending": """$PENDING""",
   "commands": [
-    "$( [[ $QUICK == 1 ]] && echo 'QUICK=1 ')DURATION=${DURATION}s ROUNDS=$ROUNDS FAILOVER_ROUNDS=$FAILOVER_ROUNDS bench/run.sh",
+    "$( [[ $QUICK == 1 ]] && echo 'QUICK=1 ')DURATION=${DURATION}s ROUNDS=$ROUNDS FAILOVER_ROUNDS=$FAILOVER_ROUNDS PLUGIN_ROUNDS=$PLUGIN_ROUNDS bench/run.sh",
     "wrk -t1 -c\$CONNS -d${DURATION}s --timeout 5s --latency [-s post.lua: 64 KiB POST] http://127.0.0.1:\$PORT/",
     "h2load -c\$CONNS -t1 -m1 -D $DURATION [-d body64k] --log-file=LOG http://127.0.0.1:\$PORT/   (percentiles from LOG)",
     "regions: nginx -c region-a.conf (worker_processes 1, master_process off, return 200)",
