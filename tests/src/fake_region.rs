@@ -287,6 +287,11 @@ impl FakeRegion {
         self.shared.health_checks()
     }
 
+    /// TCP connections accepted since the start (or `reset_counters`), health checks' too.
+    pub fn connections(&self) -> usize {
+        self.shared.connections()
+    }
+
     /// Every request received (health checks excluded), in arrival order.
     pub fn received(&self) -> Vec<RecordedRequest> {
         self.shared.received()

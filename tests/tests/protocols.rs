@@ -324,3 +324,31 @@ async fn malformed_and_hostile_requests_get_clean_errors_and_never_reach_elsewhe
     let ok = http1_client().get(&config.url("/")).await.expect("GET");
     assert_eq!(ok.status.as_u16(), 200, "{}", proxy.logs());
 }
+
+#[tokio::test]
+async fn connections_to_a_region_are_reused_by_requests_and_health_probes() {
+    let west = FakeRegion::new("westus").start().await;
+    let config = TestConfig::new(&[&west]);
+    let _proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
+    let client = http1_client();
+    for _ in 0..20 {
+        let resp = client.get(&config.url("/")).await.expect("GET");
+        assert_eq!(resp.status.as_u16(), 200);
+    }
+    let probes_before = west.health_checks();
+    assert!(
+        west.wait_for_health_checks(probes_before + 10, Duration::from_secs(10))
+            .await,
+        "health probes every 100 ms"
+    );
+    // A request and a probe may overlap, so two connections are fair; one per request or
+    // per probe (30+) is what a pool that does not pool would show.
+    assert!(
+        west.connections() <= 3,
+        "{} connections for 20 requests and {} probes",
+        west.connections(),
+        west.health_checks()
+    );
+}

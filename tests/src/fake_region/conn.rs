@@ -120,6 +120,7 @@ async fn accept_loop(
                 continue;
             }
         };
+        shared.count_connection();
         let ctx = Arc::new(ConnCtx {
             shared: shared.clone(),
             generation: generation.clone(),

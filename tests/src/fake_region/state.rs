@@ -74,6 +74,8 @@ pub(crate) struct Shared {
     control: Mutex<Control>,
     requests: AtomicUsize,
     health_checks: AtomicUsize,
+    /// TCP connections accepted (health checks' included).
+    connections: AtomicUsize,
     next_seq: AtomicU64,
     by_method: Mutex<HashMap<Method, usize>>,
     log: Mutex<Vec<RecordedRequest>>,
@@ -102,6 +104,7 @@ impl Shared {
             control: Mutex::new(control),
             requests: AtomicUsize::new(0),
             health_checks: AtomicUsize::new(0),
+            connections: AtomicUsize::new(0),
             next_seq: AtomicU64::new(0),
             by_method: Mutex::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
@@ -175,6 +178,14 @@ impl Shared {
         self.health_checks.load(Ordering::SeqCst)
     }
 
+    pub fn count_connection(&self) {
+        self.connections.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
     pub fn received(&self) -> Vec<RecordedRequest> {
         lock(&self.log).clone()
     }
@@ -184,5 +195,6 @@ impl Shared {
         lock(&self.by_method).clear();
         self.requests.store(0, Ordering::SeqCst);
         self.health_checks.store(0, Ordering::SeqCst);
+        self.connections.store(0, Ordering::SeqCst);
     }
 }
