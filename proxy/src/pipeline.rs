@@ -134,11 +134,7 @@ async fn respond(
 ) -> Response<ProxyBody> {
     let client_upgrade = headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |pq| pq.as_str())
-        .to_owned();
+    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     let authority = parts.uri.authority().map(|a| a.as_str()).or_else(|| {
         parts
             .headers
@@ -148,7 +144,7 @@ async fn respond(
     let head = RequestHead {
         id: crate::policy::next_request_id(),
         method: &parts.method,
-        path: &path,
+        path,
         headers: &parts.headers,
         authority,
     };
