@@ -6,6 +6,7 @@
 #   bench/ab.sh OLD_BINARY NEW_BINARY          # 8 rounds x 4 s, at 50 and 1 connections
 #   ROUNDS=12 SECS=3 CONNS="50" bench/ab.sh /tmp/sy-old target/release/switchyard
 #   EXTRA=plugin.toml bench/ab.sh OLD NEW    # plugin.toml's lines end both configs
+#   NEW_EXTRA=plugin.toml bench/ab.sh BIN BIN # ... only NEW's: the cost of a plugin
 set -euo pipefail
 OLD=${1:?usage: bench/ab.sh OLD_BINARY NEW_BINARY}
 NEW=${2:?usage: bench/ab.sh OLD_BINARY NEW_BINARY}
@@ -29,7 +30,7 @@ http { access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
   uwsgi_temp_path $OUT/tmp/u; scgi_temp_path $OUT/tmp/s;
   server { listen 127.0.0.1:27301 backlog=4096; location / { return 200 "a\n"; } } }
 EOF
-config() { # ADMIN_PORT LISTEN_PORT
+config() { # ADMIN_PORT LISTEN_PORT [EXTRA_FILE]
   cat <<EOF
 workers = 1
 [admin]
@@ -46,9 +47,10 @@ url = "http://127.0.0.1:27301"
 write = true
 EOF
   if [[ -n ${EXTRA:-} ]]; then cat "$EXTRA"; fi
+  if [[ -n ${3:-} ]]; then cat "$3"; fi
 }
 config 27311 27310 >"$OUT/old.toml"
-config 27321 27320 >"$OUT/new.toml"
+config 27321 27320 "${NEW_EXTRA:-}" >"$OUT/new.toml"
 nginx -p "$OUT/tmp" -e stderr -c "$OUT/region.conf" & PIDS+=($!)
 "$OLD" run --config "$OUT/old.toml" >"$OUT/old.log" 2>&1 & OLD_PID=$!; PIDS+=($OLD_PID)
 "$NEW" run --config "$OUT/new.toml" >"$OUT/new.log" 2>&1 & NEW_PID=$!; PIDS+=($NEW_PID)
