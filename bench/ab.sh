@@ -7,6 +7,7 @@
 #   ROUNDS=12 SECS=3 CONNS="50" bench/ab.sh /tmp/sy-old target/release/switchyard
 #   EXTRA=plugin.toml bench/ab.sh OLD NEW    # plugin.toml's lines end both configs
 #   NEW_EXTRA=plugin.toml bench/ab.sh BIN BIN # ... only NEW's: the cost of a plugin
+#   (OLD_EXTRA likewise; run both ways round: see "Two builds side by side" in bench/README)
 set -euo pipefail
 OLD=${1:?usage: bench/ab.sh OLD_BINARY NEW_BINARY}
 NEW=${2:?usage: bench/ab.sh OLD_BINARY NEW_BINARY}
@@ -49,7 +50,7 @@ EOF
   if [[ -n ${EXTRA:-} ]]; then cat "$EXTRA"; fi
   if [[ -n ${3:-} ]]; then cat "$3"; fi
 }
-config 27311 27310 >"$OUT/old.toml"
+config 27311 27310 "${OLD_EXTRA:-}" >"$OUT/old.toml"
 config 27321 27320 "${NEW_EXTRA:-}" >"$OUT/new.toml"
 nginx -p "$OUT/tmp" -e stderr -c "$OUT/region.conf" & PIDS+=($!)
 "$OLD" run --config "$OUT/old.toml" >"$OUT/old.log" 2>&1 & OLD_PID=$!; PIDS+=($OLD_PID)
