@@ -1,5 +1,6 @@
-//! One pooled HTTP client per region (HTTP/1.1, HTTP/2 via ALPN, TLS via rustls), with the
-//! drill switchboard's faults applied at the point where a real outage would show.
+//! One connection pool per region (`pool`: HTTP/1.1, HTTP/2 by ALPN; `connect`: TCP and TLS via
+//! rustls), with the drill switchboard's faults applied at the point where a real outage would
+//! show.
 
 pub mod connect;
 pub mod fault;
