@@ -15,6 +15,9 @@ ROUNDS=${ROUNDS:-8}
 SECS=${SECS:-4}
 CONNS=${CONNS:-50 1}
 export PATH=$PATH:/usr/sbin
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=bench/common.sh
+source "$HERE/common.sh"
 OUT=$(mktemp -d /tmp/switchyard-ab.XXXXXX)
 mkdir -p "$OUT/tmp"
 PIDS=()
@@ -23,14 +26,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cat >"$OUT/region.conf" <<EOF
-worker_processes 1; master_process off; daemon off; pid $OUT/tmp/r.pid; error_log stderr warn;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
-  client_body_temp_path $OUT/tmp/b; proxy_temp_path $OUT/tmp/p; fastcgi_temp_path $OUT/tmp/f;
-  uwsgi_temp_path $OUT/tmp/u; scgi_temp_path $OUT/tmp/s;
-  server { listen 127.0.0.1:27301 backlog=4096; location / { return 200 "a\n"; } } }
-EOF
+region_conf "$OUT" a 27301 >"$OUT/region.conf"
 config() { # ADMIN_PORT LISTEN_PORT [EXTRA_FILE]
   cat <<EOF
 workers = 1
@@ -60,23 +56,13 @@ for port in 27310 27320; do
   timeout 20 wrk -t1 -c50 -d1s "http://127.0.0.1:$port/" >/dev/null
 done
 
-cpu_ticks() { local s; s=$(<"/proc/$1/stat"); s=${s##*) }; set -- $s; echo $(( ${12} + ${13} )); }
 one() { # NAME PID PORT CONNS ROUND
   local c0 c1
   c0=$(cpu_ticks "$2")
   timeout $((SECS + 20)) wrk -t1 -c"$4" -d"${SECS}s" --latency "http://127.0.0.1:$3/" >"$OUT/wrk.txt" 2>&1 || true
   c1=$(cpu_ticks "$2")
-  python3 - "$OUT/wrk.txt" "$1" "$4" "$5" "$((c1 - c0))" "$(getconf CLK_TCK)" >>"$OUT/rounds.jsonl" <<'EOF'
-import json, re, sys
-path, name, conns, rnd, ticks, hz = sys.argv[1:]
-text = open(path).read()
-rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-n = int(re.search(r"(\d+) requests in", text).group(1))
-m = re.search(r"^\s+50%\s+([\d.]+)(us|ms|s)", text, re.M)
-p50 = float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[m.group(2)]
-print(json.dumps({"name": name, "conns": int(conns), "round": int(rnd), "rps": rps,
-                  "p50_ms": p50, "cpu_us": int(ticks) / int(hz) * 1e6 / max(n, 1)}))
-EOF
+  RESULTS="$OUT/rounds.jsonl" python3 "$HERE/benchlib.py" wrk "$OUT/wrk.txt" \
+    kind=ab name="$1" conns="$4" round="$5" ticks="$((c1 - c0))"
 }
 for round in $(seq "$ROUNDS"); do
   for conns in $CONNS; do
@@ -87,25 +73,5 @@ for round in $(seq "$ROUNDS"); do
     fi
   done
 done
-python3 - "$OUT/rounds.jsonl" <<'EOF'
-import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1])]
-for conns in sorted({r["conns"] for r in rows}, reverse=True):
-    print(f"--- {conns} connection(s), {max(r['round'] for r in rows)} rounds")
-    med = {}
-    for name in ("old", "new"):
-        rs = [r for r in rows if r["name"] == name and r["conns"] == conns]
-        med[name] = {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50_ms", "cpu_us")}
-        print(f"{name}: req/s {med[name]['rps']:9.0f}  p50 {med[name]['p50_ms']:.3f} ms  "
-              f"CPU/req {med[name]['cpu_us']:.1f} us")
-    per_round = sorted(
-        n["rps"] / o["rps"]
-        for o in rows for n in rows
-        if o["name"] == "old" and n["name"] == "new" and o["conns"] == n["conns"] == conns
-        and o["round"] == n["round"])
-    print(f"new/old: req/s {med['new']['rps'] / med['old']['rps']:.3f} "
-          f"(per round {per_round[0]:.2f}-{per_round[-1]:.2f}), "
-          f"p50 {med['new']['p50_ms'] / med['old']['p50_ms']:.3f}, "
-          f"CPU/req {med['new']['cpu_us'] / med['old']['cpu_us']:.3f}")
-EOF
+python3 "$HERE/benchlib.py" ab "$OUT/rounds.jsonl"
 echo "raw rounds: $OUT/rounds.jsonl"

@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Switchyard benchmark helpers (stdlib only), called by bench/run.sh.
+"""Switchyard benchmark helpers (stdlib only), called by bench/run.sh and bench/ab.sh.
 
   benchlib.py wrk FILE KEY=VAL...      parse a wrk run, append one JSON line to $RESULTS
   benchlib.py h2load FILE LOG KEY=VAL...  parse an h2load run and its per-request log
   benchlib.py failover KEY=VAL...      fixed-rate load with a fault injected mid-run
   benchlib.py report DIR               print the tables; write DIR/RESULTS.md
+  benchlib.py ab FILE                  bench/ab.sh's summary of its rounds
 """
 
 import asyncio
@@ -371,6 +372,32 @@ def report(directory):
     print(text)
 
 
+def ab(path):
+    """bench/ab.sh's summary: medians per side and NEW/OLD ratios, per connection count."""
+    hz = os.sysconf("SC_CLK_TCK")
+    rows = [json.loads(l) for l in open(path) if l.strip()]
+    for r in rows:
+        r["cpu_us"] = r["ticks"] / hz * 1e6 / max(r["requests"], 1)
+    for conns in sorted({r["conns"] for r in rows}, reverse=True):
+        print(f"--- {conns} connection(s), {max(r['round'] for r in rows)} rounds")
+        m = {}
+        for name in ("old", "new"):
+            rs = [r for r in rows if r["name"] == name and r["conns"] == conns]
+            m[name] = {k: med([r[k] for r in rs]) for k in ("rps", "p50", "cpu_us")}
+            print(f"{name}: req/s {m[name]['rps']:9.0f}  p50 {m[name]['p50']:.3f} ms  "
+                  f"CPU/req {m[name]['cpu_us']:.1f} us")
+        by_round = {}
+        for r in rows:
+            if r["conns"] == conns:
+                by_round.setdefault(r["round"], {})[r["name"]] = r["rps"]
+        spread = sorted(p["new"] / p["old"] for p in by_round.values()
+                        if p.get("old") and p.get("new"))
+        print(f"new/old: req/s {m['new']['rps'] / m['old']['rps']:.3f} "
+              f"(per round {spread[0]:.2f}-{spread[-1]:.2f}), "
+              f"p50 {m['new']['p50'] / m['old']['p50']:.3f}, "
+              f"CPU/req {m['new']['cpu_us'] / m['old']['cpu_us']:.3f}")
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "wrk":
@@ -381,6 +408,8 @@ def main():
         failover(args)
     elif cmd == "report":
         report(args[0])
+    elif cmd == "ab":
+        ab(args[0])
     else:
         sys.exit(f"unknown command {cmd}")
 

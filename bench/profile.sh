@@ -9,6 +9,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
 export PATH=$PATH:/usr/sbin
+# shellcheck source=bench/common.sh
+source "$HERE/common.sh"
 SWITCHYARD=${SWITCHYARD:-$ROOT/target/release/switchyard}
 CONNS=${CONNS:-50}
 SECS=${SECONDS_:-8}
@@ -22,14 +24,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-cat >"$OUT/region.conf" <<EOF
-worker_processes 1; master_process off; daemon off; pid $OUT/tmp/r.pid; error_log stderr warn;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 10000000; keepalive_timeout 300s;
-  client_body_temp_path $OUT/tmp/b; proxy_temp_path $OUT/tmp/p; fastcgi_temp_path $OUT/tmp/f;
-  uwsgi_temp_path $OUT/tmp/u; scgi_temp_path $OUT/tmp/s;
-  server { listen 127.0.0.1:27001 backlog=4096; location / { add_header x-region a always; return 200 "a\n"; } } }
-EOF
+region_conf "$OUT" a 27001 >"$OUT/region.conf"
 if [[ -z $CONFIG ]]; then
   CONFIG=$OUT/switchyard.toml
   cat >"$CONFIG" <<EOF

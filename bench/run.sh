@@ -37,6 +37,8 @@ SY3=18501; SY3_ADMIN=18591            # Switchyard + three plugins (memory only)
 HA=18201; HA_H2=18211
 NG=18301; NG_H2=18311
 
+# shellcheck source=bench/common.sh
+source "$HERE/common.sh"
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
@@ -130,38 +132,8 @@ wrk.body = string.rep("x", 65536)
 wrk.headers["Content-Type"] = "application/octet-stream"
 EOF
 
-region_conf() { # NAME PORT H2PORT
-  cat <<EOF
-worker_processes 1;
-master_process off;
-daemon off;
-pid $WORK/tmp/region-$1.pid;
-error_log stderr warn;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  keepalive_requests 10000000;
-  keepalive_timeout 300s;
-  client_body_temp_path $WORK/tmp/rb-$1;
-  proxy_temp_path $WORK/tmp/rp-$1;
-  fastcgi_temp_path $WORK/tmp/rf-$1;
-  uwsgi_temp_path $WORK/tmp/ru-$1;
-  scgi_temp_path $WORK/tmp/rs-$1;
-  client_body_buffer_size 128k;
-  client_max_body_size 1m;
-  server {
-    listen 127.0.0.1:$2 backlog=4096;
-    listen 127.0.0.1:$3 http2 backlog=4096;
-    location / {
-      add_header x-region $1 always;
-      return 200 "$1\n";
-    }
-  }
-}
-EOF
-}
-region_conf a $A $A_H2 >"$WORK/region-a.conf"
-region_conf b $B $B_H2 >"$WORK/region-b.conf"
+region_conf "$WORK" a $A $A_H2 >"$WORK/region-a.conf"
+region_conf "$WORK" b $B $B_H2 >"$WORK/region-b.conf"
 
 # Equivalent proxy configs: region a first, b as backup; health checks every 200 ms (2 to fall,
 # 2 to rise) where the proxy has them; 200 ms per try; up to 3 attempts; retries on connect
@@ -341,7 +313,6 @@ pid_of() { # the process doing the target's work (the region itself for direct)
   case $1 in direct) echo "${PID[region-a]}" ;; *) echo "${PID[$1]}" ;; esac
 }
 rss_kib() { local k v _; while read -r k v _; do [[ $k == VmRSS: ]] && { echo "$v"; return; }; done <"/proc/$1/status"; }
-cpu_ticks() { local s; s=$(<"/proc/$1/stat"); s=${s##*) }; set -- $s; echo $(( ${12} + ${13} )); }
 CLK_TCK=$(getconf CLK_TCK)
 
 declare -A PEAK_RSS=()
