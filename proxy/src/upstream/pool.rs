@@ -408,6 +408,32 @@ mod tests {
         assert_eq!(pool.idle_len(), opened.len(), "every connection came back");
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_request_streams_never_need_more_connections_than_there_are_streams() {
+        let region = Arc::new(FakeRegion::new("westus").start().await);
+        let pool = pool_for(&region);
+        let mut streams = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (pool, region) = (pool.clone(), region.clone());
+            streams.spawn(async move {
+                for i in 0..25 {
+                    let path = if i % 2 == 0 { "/" } else { "/bytes/20000" };
+                    get_to_end(&pool, &region, path).await;
+                }
+            });
+        }
+        while let Some(done) = streams.join_next().await {
+            done.expect("request stream");
+        }
+        let opened: HashSet<_> = peers(&region).into_iter().collect();
+        assert!(
+            opened.len() <= 8,
+            "{} connections for 8 streams",
+            opened.len()
+        );
+        assert_eq!(pool.idle_len(), opened.len(), "every connection came back");
+    }
+
     #[tokio::test]
     async fn a_write_on_a_connection_the_region_closed_is_sent_once_on_a_new_one() {
         let region = FakeRegion::new("westus").start().await;
