@@ -32,11 +32,11 @@ impl RequestPayload {
         if body.size_hint().lower() > limit as u64 {
             return Ok(RequestPayload::Streaming(Some(ProxyBody::Incoming(body))));
         }
-        let mut buf = BytesMut::new();
+        let mut buf = Collected::new(body.size_hint().lower() as usize);
         loop {
             let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
                 Err(_) => return Err("request-body-timeout"),
-                Ok(None) => return Ok(RequestPayload::Replayable(buf.freeze())),
+                Ok(None) => return Ok(RequestPayload::Replayable(buf.into_bytes())),
                 Ok(Some(Err(_))) => return Err("request-body-error"),
                 Ok(Some(Ok(frame))) => frame,
             };
@@ -44,10 +44,10 @@ impl RequestPayload {
             let Ok(data) = frame.into_data() else {
                 continue;
             };
-            buf.extend_from_slice(&data);
+            buf.push(data);
             if buf.len() > limit {
                 return Ok(RequestPayload::Streaming(Some(ProxyBody::Prefixed {
-                    prefix: Some(buf.freeze()),
+                    prefix: Some(buf.into_bytes()),
                     rest: body,
                 })));
             }
@@ -64,5 +64,102 @@ impl RequestPayload {
 
     pub fn replayable(&self) -> bool {
         matches!(self, RequestPayload::Replayable(_))
+    }
+}
+
+/// Body bytes read so far. The first chunk is kept as hyper handed it over (no copy: a small
+/// body arrives in one); from the second on they are copied into one buffer sized by the
+/// declared length, so a large body is copied once instead of into ever-doubling buffers
+/// (which, at hundreds of concurrent uploads, is most of the proxy's memory).
+struct Collected {
+    first: Bytes,
+    rest: BytesMut,
+    expected: usize,
+}
+
+impl Collected {
+    fn new(expected: usize) -> Self {
+        Collected {
+            first: Bytes::new(),
+            rest: BytesMut::new(),
+            expected,
+        }
+    }
+
+    fn push(&mut self, data: Bytes) {
+        if self.rest.is_empty() {
+            if self.first.is_empty() {
+                self.first = data;
+                return;
+            }
+            let first = std::mem::take(&mut self.first);
+            self.rest
+                .reserve(self.expected.max(first.len() + data.len()));
+            self.rest.extend_from_slice(&first);
+        }
+        self.rest.extend_from_slice(&data);
+    }
+
+    fn len(&self) -> usize {
+        self.first.len() + self.rest.len()
+    }
+
+    fn into_bytes(self) -> Bytes {
+        if self.rest.is_empty() {
+            self.first
+        } else {
+            self.rest.freeze()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_in_one_chunk_is_kept_without_a_copy() {
+        let chunk = Bytes::from(vec![7u8; 1000]);
+        let mut buf = Collected::new(1000);
+        buf.push(Bytes::new());
+        buf.push(chunk.clone());
+        assert_eq!(buf.len(), 1000);
+        let body = buf.into_bytes();
+        assert_eq!(body.as_ptr(), chunk.as_ptr(), "the same bytes, not a copy");
+    }
+
+    #[test]
+    fn chunks_are_joined_in_one_buffer_of_the_declared_length() {
+        let mut buf = Collected::new(64 * 1024);
+        let mut expected = Vec::new();
+        for i in 0..8u8 {
+            let chunk = vec![i; 8 * 1024];
+            expected.extend_from_slice(&chunk);
+            buf.push(Bytes::from(chunk));
+            assert_eq!(buf.len(), expected.len());
+            if i > 0 {
+                assert!(
+                    buf.rest.capacity() == 64 * 1024,
+                    "sized once, never regrown"
+                );
+            }
+        }
+        assert_eq!(buf.into_bytes(), Bytes::from(expected));
+    }
+
+    #[test]
+    fn a_body_longer_than_declared_is_still_read_whole() {
+        let mut buf = Collected::new(10);
+        for i in 0..5u8 {
+            buf.push(Bytes::from(vec![i; 100]));
+        }
+        let body = buf.into_bytes();
+        assert_eq!(body.len(), 500);
+        assert!(body[..100].iter().all(|&b| b == 0) && body[400..].iter().all(|&b| b == 4));
+    }
+
+    #[test]
+    fn nothing_read_is_an_empty_body() {
+        assert!(Collected::new(0).into_bytes().is_empty());
     }
 }
