@@ -67,10 +67,14 @@ impl RequestPayload {
     }
 }
 
+/// The most buffer set aside for a body before its bytes arrive (the default
+/// `buffer_body_limit`).
+const PREALLOCATE_MAX: usize = 64 * 1024;
+
 /// Body bytes read so far. The first chunk is kept as hyper handed it over (no copy: a small
 /// body arrives in one); from the second on they are copied into one buffer sized by the
-/// declared length, so a large body is copied once instead of into ever-doubling buffers
-/// (which, at hundreds of concurrent uploads, is most of the proxy's memory).
+/// declared length, so the body is copied once instead of into buffers that double as it
+/// comes in.
 struct Collected {
     first: Bytes,
     rest: BytesMut,
@@ -78,11 +82,13 @@ struct Collected {
 }
 
 impl Collected {
-    fn new(expected: usize) -> Self {
+    fn new(declared: usize) -> Self {
         Collected {
             first: Bytes::new(),
             rest: BytesMut::new(),
-            expected,
+            // A declared length is a claim, not bytes: a client that declares much and sends
+            // little gets no more memory set aside than a default-sized body needs.
+            expected: declared.min(PREALLOCATE_MAX),
         }
     }
 
@@ -156,6 +162,15 @@ mod tests {
         let body = buf.into_bytes();
         assert_eq!(body.len(), 500);
         assert!(body[..100].iter().all(|&b| b == 0) && body[400..].iter().all(|&b| b == 4));
+    }
+
+    #[test]
+    fn a_large_declared_length_sets_aside_no_more_than_the_cap() {
+        let mut buf = Collected::new(100 * 1024 * 1024);
+        buf.push(Bytes::from_static(b"a"));
+        buf.push(Bytes::from_static(b"b"));
+        assert!(buf.rest.capacity() <= PREALLOCATE_MAX);
+        assert_eq!(buf.into_bytes(), Bytes::from_static(b"ab"));
     }
 
     #[test]
