@@ -71,10 +71,14 @@ impl RequestPayload {
 /// `buffer_body_limit`).
 const PREALLOCATE_MAX: usize = 64 * 1024;
 
-/// Body bytes read so far. The first chunk is kept as hyper handed it over (no copy: a small
-/// body arrives in one); from the second on they are copied into one buffer sized by the
-/// declared length, so the body is copied once instead of into buffers that double as it
-/// comes in.
+/// A one-chunk body shorter than this is copied out of hyper's read buffer rather than kept
+/// as a slice of it: the slice would pin the whole buffer (8 KiB or more) for the life of
+/// the request. A longer one fills most of the buffer anyway, and copying it costs more.
+const COPY_BELOW: usize = 4 * 1024;
+
+/// Body bytes read so far. The first chunk is kept as hyper handed it over; from the second
+/// on they are copied into one buffer sized by the declared length, so the body is copied
+/// once instead of into buffers that double as it comes in.
 struct Collected {
     first: Bytes,
     rest: BytesMut,
@@ -111,10 +115,12 @@ impl Collected {
     }
 
     fn into_bytes(self) -> Bytes {
-        if self.rest.is_empty() {
-            self.first
-        } else {
+        if !self.rest.is_empty() {
             self.rest.freeze()
+        } else if self.first.len() < COPY_BELOW {
+            Bytes::copy_from_slice(&self.first)
+        } else {
+            self.first
         }
     }
 }
@@ -124,14 +130,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_body_in_one_chunk_is_kept_without_a_copy() {
-        let chunk = Bytes::from(vec![7u8; 1000]);
-        let mut buf = Collected::new(1000);
+    fn a_large_body_in_one_chunk_is_kept_without_a_copy() {
+        let chunk = Bytes::from(vec![7u8; 60_000]);
+        let mut buf = Collected::new(60_000);
         buf.push(Bytes::new());
         buf.push(chunk.clone());
-        assert_eq!(buf.len(), 1000);
+        assert_eq!(buf.len(), 60_000);
         let body = buf.into_bytes();
         assert_eq!(body.as_ptr(), chunk.as_ptr(), "the same bytes, not a copy");
+    }
+
+    #[test]
+    fn a_small_body_in_one_chunk_is_copied_out_of_the_read_buffer() {
+        // A small slice of a larger buffer, as hyper hands a short body over.
+        let read_buffer = Bytes::from(vec![7u8; 8192]);
+        let chunk = read_buffer.slice(100..1100);
+        let mut buf = Collected::new(1000);
+        buf.push(chunk.clone());
+        let body = buf.into_bytes();
+        assert_eq!(body, chunk);
+        assert_ne!(
+            body.as_ptr(),
+            chunk.as_ptr(),
+            "copied, so the buffer can go"
+        );
     }
 
     #[test]
