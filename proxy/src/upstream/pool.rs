@@ -408,7 +408,11 @@ mod tests {
         assert_eq!(pool.idle_len(), opened.len(), "every connection came back");
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    // One thread, as with `workers = 1`: there a body read to its end finds its connection
+    // ready at once. With several worker threads the connection's task may not have reached
+    // its idle state yet, and the next request may open another connection (harmless, but not
+    // deterministic enough to assert on).
+    #[tokio::test]
     async fn concurrent_request_streams_never_need_more_connections_than_there_are_streams() {
         let region = Arc::new(FakeRegion::new("westus").start().await);
         let pool = pool_for(&region);
