@@ -6,11 +6,14 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
 use crate::upstream::RegionBody;
+
+mod buffer;
+pub(crate) use buffer::BodyBuffer;
 
 #[derive(Debug, Default)]
 pub enum ProxyBody {
@@ -36,7 +39,7 @@ pub type CaptureSink = Box<dyn FnOnce(Bytes) + Send>;
 
 pub struct Capture {
     inner: RegionBody,
-    copy: BytesMut,
+    copy: BodyBuffer,
     limit: usize,
     /// `None` once delivered, or when the body grew past `limit` or failed.
     sink: Option<CaptureSink>,
@@ -67,8 +70,8 @@ impl ProxyBody {
     pub fn capture(self, limit: usize, sink: CaptureSink) -> Self {
         match self {
             ProxyBody::Region(inner) => ProxyBody::Capture(Box::new(Capture {
+                copy: BodyBuffer::new(inner.size_hint().lower().min(limit as u64) as usize),
                 inner,
-                copy: BytesMut::new(),
                 limit,
                 sink: Some(sink),
             })),
@@ -108,10 +111,10 @@ impl Body for ProxyBody {
                     Poll::Ready(Some(Ok(frame))) => {
                         if let Some(data) = frame.data_ref() {
                             if c.sink.is_some() && c.copy.len() + data.len() <= c.limit {
-                                c.copy.extend_from_slice(data);
+                                c.copy.push(data.clone());
                             } else {
                                 c.sink = None;
-                                c.copy = BytesMut::new();
+                                c.copy = BodyBuffer::default();
                             }
                         }
                         // hyper stops polling a body of known length once it has all of it,
@@ -119,12 +122,12 @@ impl Body for ProxyBody {
                         if c.inner.is_end_stream()
                             && let Some(sink) = c.sink.take()
                         {
-                            sink(std::mem::take(&mut c.copy).freeze());
+                            sink(std::mem::take(&mut c.copy).into_bytes());
                         }
                     }
                     Poll::Ready(None) => {
                         if let Some(sink) = c.sink.take() {
-                            sink(std::mem::take(&mut c.copy).freeze());
+                            sink(std::mem::take(&mut c.copy).into_bytes());
                         }
                     }
                     Poll::Ready(Some(Err(_))) => c.sink = None,
