@@ -8,12 +8,14 @@
 #   EXTRA=plugin.toml bench/ab.sh OLD NEW    # plugin.toml's lines end both configs
 #   NEW_EXTRA=plugin.toml bench/ab.sh BIN BIN # ... only NEW's: the cost of a plugin
 #   (OLD_EXTRA likewise; run both ways round: see "Two builds side by side" in bench/README)
+#   PROTO=h2 bench/ab.sh OLD NEW             # h2load -m1 (prior-knowledge h2c) instead of wrk
 set -euo pipefail
 OLD=${1:?usage: bench/ab.sh OLD_BINARY NEW_BINARY}
 NEW=${2:?usage: bench/ab.sh OLD_BINARY NEW_BINARY}
 ROUNDS=${ROUNDS:-8}
 SECS=${SECS:-4}
 CONNS=${CONNS:-50 1}
+PROTO=${PROTO:-h1}
 export PATH=$PATH:/usr/sbin
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=bench/common.sh
@@ -59,10 +61,21 @@ done
 one() { # NAME PID PORT CONNS ROUND
   local c0 c1
   c0=$(cpu_ticks "$2")
-  timeout $((SECS + 20)) wrk -t1 -c"$4" -d"${SECS}s" --latency "http://127.0.0.1:$3/" >"$OUT/wrk.txt" 2>&1 || true
+  if [[ $PROTO == h2 ]]; then
+    rm -f "$OUT/h2.log"
+    timeout $((SECS + 20)) h2load -c"$4" -t1 -m1 -D "$SECS" --log-file="$OUT/h2.log" \
+      "http://127.0.0.1:$3/" >"$OUT/load.txt" 2>&1 || true
+  else
+    timeout $((SECS + 20)) wrk -t1 -c"$4" -d"${SECS}s" --latency "http://127.0.0.1:$3/" >"$OUT/load.txt" 2>&1 || true
+  fi
   c1=$(cpu_ticks "$2")
-  RESULTS="$OUT/rounds.jsonl" python3 "$HERE/benchlib.py" wrk "$OUT/wrk.txt" \
-    kind=ab name="$1" conns="$4" round="$5" ticks="$((c1 - c0))"
+  if [[ $PROTO == h2 ]]; then
+    RESULTS="$OUT/rounds.jsonl" python3 "$HERE/benchlib.py" h2load "$OUT/load.txt" "$OUT/h2.log" \
+      kind=ab name="$1" conns="$4" round="$5" ticks="$((c1 - c0))"
+  else
+    RESULTS="$OUT/rounds.jsonl" python3 "$HERE/benchlib.py" wrk "$OUT/load.txt" \
+      kind=ab name="$1" conns="$4" round="$5" ticks="$((c1 - c0))"
+  fi
 }
 for round in $(seq "$ROUNDS"); do
   for conns in $CONNS; do
