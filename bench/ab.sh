@@ -16,6 +16,7 @@ ROUNDS=${ROUNDS:-8}
 SECS=${SECS:-4}
 CONNS=${CONNS:-50 1}
 PROTO=${PROTO:-h1}
+[[ $PROTO == h1 || $PROTO == h2 ]] || { echo "PROTO must be h1 or h2, not $PROTO" >&2; exit 2; }
 export PATH=$PATH:/usr/sbin
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=bench/common.sh
@@ -59,23 +60,20 @@ for port in 27310 27320; do
 done
 
 one() { # NAME PID PORT CONNS ROUND
-  local c0 c1
+  local c0 c1 parse
   c0=$(cpu_ticks "$2")
   if [[ $PROTO == h2 ]]; then
     rm -f "$OUT/h2.log"
     timeout $((SECS + 20)) h2load -c"$4" -t1 -m1 -D "$SECS" --log-file="$OUT/h2.log" \
       "http://127.0.0.1:$3/" >"$OUT/load.txt" 2>&1 || true
+    parse=(h2load "$OUT/load.txt" "$OUT/h2.log")
   else
     timeout $((SECS + 20)) wrk -t1 -c"$4" -d"${SECS}s" --latency "http://127.0.0.1:$3/" >"$OUT/load.txt" 2>&1 || true
+    parse=(wrk "$OUT/load.txt")
   fi
   c1=$(cpu_ticks "$2")
-  if [[ $PROTO == h2 ]]; then
-    RESULTS="$OUT/rounds.jsonl" python3 "$HERE/benchlib.py" h2load "$OUT/load.txt" "$OUT/h2.log" \
-      kind=ab name="$1" conns="$4" round="$5" ticks="$((c1 - c0))"
-  else
-    RESULTS="$OUT/rounds.jsonl" python3 "$HERE/benchlib.py" wrk "$OUT/load.txt" \
-      kind=ab name="$1" conns="$4" round="$5" ticks="$((c1 - c0))"
-  fi
+  RESULTS="$OUT/rounds.jsonl" python3 "$HERE/benchlib.py" "${parse[@]}" \
+    kind=ab name="$1" conns="$4" round="$5" ticks="$((c1 - c0))"
 }
 for round in $(seq "$ROUNDS"); do
   for conns in $CONNS; do
