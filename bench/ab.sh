@@ -18,6 +18,13 @@ CONNS=${CONNS:-50 1}
 PROTO=${PROTO:-h1}
 [[ $PROTO == h1 || $PROTO == h2 ]] || { echo "PROTO must be h1 or h2, not $PROTO" >&2; exit 2; }
 export PATH=$PATH:/usr/sbin
+# A missing load tool would read as 0 requests/s per round; say so instead (bench/run.sh
+# installs them).
+TOOLS=(nginx wrk curl)
+if [[ $PROTO == h2 ]]; then TOOLS+=(h2load); fi
+for tool in "${TOOLS[@]}"; do
+  command -v "$tool" >/dev/null || { echo "ab.sh needs $tool (bench/run.sh installs it)" >&2; exit 2; }
+done
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=bench/common.sh
 source "$HERE/common.sh"
