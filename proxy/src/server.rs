@@ -10,7 +10,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
@@ -23,9 +23,15 @@ use crate::upstream::tls::{TlsError, provider, read_cert_chain, read_key};
 /// Request heads larger than this get 431 (hyper answers it while parsing).
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 
+/// Connections the kernel may hold completed for a listener before we accept them (capped by
+/// `net.core.somaxconn`). Tokio's `TcpListener::bind` uses the standard library's 128, which a
+/// burst of new connections overflows: the kernel then drops their SYNs and each waits for a
+/// retransmission, a second or more. nginx uses 511, Envoy and HAProxy more.
+const LISTEN_BACKLOG: u32 = 4096;
+
 /// Binds a listener, with an error a user can act on.
 pub async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, std::io::Error> {
-    TcpListener::bind(addr).await.map_err(|e| {
+    listen(addr).map_err(|e| {
         let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
             " (address already in use: is another switchyard or server running?)"
         } else {
@@ -36,6 +42,17 @@ pub async fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, std::io::
             format!("cannot listen on {addr} for {what}: {e}{hint}"),
         )
     })
+}
+
+fn listen(addr: SocketAddr) -> Result<TcpListener, std::io::Error> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    // As `TcpListener::bind` does: a restarted sidecar rebinds while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// The rustls server config for a TLS listener, offering h2 and http/1.1 by ALPN.
@@ -135,5 +152,55 @@ async fn serve_conn<S>(
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     if let Err(e) = watcher.watch(conn.into_owned()).await {
         tracing::debug!(%remote, "connection ended: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOOPBACK: SocketAddr =
+        SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
+    /// A burst of connections larger than the standard library's backlog of 128 all complete
+    /// at once while nothing accepts them; with a backlog of 128 the rest wait for a SYN
+    /// retransmission (1 s), past the deadline.
+    #[tokio::test]
+    async fn a_burst_of_connections_fits_the_backlog() {
+        let listener = bind(LOOPBACK, "test").await.expect("bind loopback");
+        let addr = listener.local_addr().expect("bound address");
+        let mut connects = tokio::task::JoinSet::new();
+        for _ in 0..400 {
+            connects.spawn(tokio::time::timeout(
+                Duration::from_millis(700),
+                tokio::net::TcpStream::connect(addr),
+            ));
+        }
+        let mut streams = Vec::new();
+        while let Some(done) = connects.join_next().await {
+            if let Ok(Ok(Ok(stream))) = done {
+                streams.push(stream);
+            }
+        }
+        assert_eq!(
+            streams.len(),
+            400,
+            "connections completed without an accept"
+        );
+        drop(listener);
+    }
+
+    #[tokio::test]
+    async fn a_taken_address_names_the_listener_and_the_likely_cause() {
+        let first = bind(LOOPBACK, "test").await.expect("bind loopback");
+        let addr = first.local_addr().expect("bound address");
+        let Err(err) = bind(addr, "service orders").await else {
+            panic!("a second listener bound {addr}");
+        };
+        let msg = err.to_string();
+        assert!(
+            msg.contains("service orders") && msg.contains("already in use"),
+            "{msg}"
+        );
     }
 }
