@@ -40,6 +40,7 @@ fn snapshot() -> HealthSnapshot {
         write,
         serviceable: true,
         stable: true,
+        recovering_since: None,
     };
     HealthSnapshot::new(vec![view("westus", 0, true), view("northeurope", 1, false)])
 }

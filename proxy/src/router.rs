@@ -50,6 +50,7 @@ mod tests {
                     write: i == 0,
                     serviceable: *s == RegionState::Healthy,
                     stable: *s == RegionState::Healthy,
+                    recovering_since: None,
                 })
                 .collect(),
         )

@@ -35,6 +35,7 @@ fn region(name: &str, priority: u32, healthy: bool, write: bool) -> RegionView {
         write,
         serviceable: healthy,
         stable: healthy,
+        recovering_since: None,
     }
 }
 

@@ -281,13 +281,15 @@ impl HealthMonitor {
                 h.mark_recovered(now);
             }
             self.was_serviceable[i] = serviceable;
+            let stable = h.stable(now, stable_for);
             views.push(RegionView {
                 name: cfg.name.as_str().into(),
                 priority: cfg.priority,
                 state: h.state(now),
                 write: self.write == Some(i),
                 serviceable,
-                stable: h.stable(now, stable_for),
+                stable,
+                recovering_since: h.recovered_at().filter(|_| serviceable && !stable),
             });
         }
         let next = HealthSnapshot::new(views);
@@ -436,6 +438,35 @@ url = "http://127.0.0.1:2"
         assert_eq!(active(&handle), "west");
         handle.send(HealthEvent::Stop).await;
         assert!(task.await.is_ok());
+    }
+
+    async fn probe(handle: &HealthHandle, region: usize, ok: bool) {
+        for _ in 0..2 {
+            handle.send(HealthEvent::Probe { region, ok }).await;
+        }
+        settle().await;
+    }
+
+    /// After an outage of every region the first one back keeps the traffic until the
+    /// preferred one has been stable for `stable_for`: one move, not a flap.
+    #[tokio::test(start_paused = true)]
+    async fn after_a_total_outage_traffic_moves_once_when_the_preferred_region_is_stable() {
+        let (monitor, handle, rx) = HealthMonitor::new(service(Duration::from_secs(3)), None);
+        tokio::spawn(monitor.run(rx));
+        probe(&handle, 0, false).await;
+        probe(&handle, 1, false).await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        probe(&handle, 1, true).await;
+        assert_eq!(active(&handle), "east", "the only region back");
+        tokio::time::sleep(Duration::from_millis(42)).await;
+        probe(&handle, 0, true).await;
+        assert_eq!(active(&handle), "east", "west came back later: it waits");
+        tokio::time::sleep(Duration::from_millis(2970)).await;
+        settle().await;
+        assert_eq!(active(&handle), "east", "east stable first: it stays");
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        settle().await;
+        assert_eq!(active(&handle), "west", "west stable for 3s: failback");
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,6 +6,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use tokio::time::Instant;
+
 use super::state::RegionState;
 
 /// One region as routing and plugins see it.
@@ -19,6 +21,8 @@ pub struct RegionView {
     pub serviceable: bool,
     /// Serviceable and past `failback.stable_for` since it last recovered.
     pub stable: bool,
+    /// When a serviceable region that is not stable yet became serviceable again.
+    pub recovering_since: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -36,9 +40,20 @@ impl HealthSnapshot {
     /// recovered but are still proving themselves (so failback waits for `stable_for` but a
     /// recovering region still beats none), and, when nothing is serviceable, every region that
     /// is not drained (health checks can be wrong; trying beats refusing).
+    ///
+    /// Recovering regions go in the order they recovered, not by priority: after an outage of
+    /// every region, the first one back takes the traffic and keeps it until a preferred one
+    /// has been stable for `stable_for`. By priority, a preferred region that came back a
+    /// moment later would take it at once, and traffic would move back and forth as each
+    /// region's `stable_for` passed.
     pub fn new(regions: Vec<RegionView>) -> Self {
         let mut order: Vec<usize> = (0..regions.len()).filter(|&i| regions[i].stable).collect();
-        order.extend((0..regions.len()).filter(|&i| regions[i].serviceable && !regions[i].stable));
+        let mut recovering: Vec<usize> = (0..regions.len())
+            .filter(|&i| regions[i].serviceable && !regions[i].stable)
+            .collect();
+        // Stable sort: regions that recovered at the same moment keep priority order.
+        recovering.sort_by_key(|&i| regions[i].recovering_since);
+        order.extend(recovering);
         if order.is_empty() {
             order.extend((0..regions.len()).filter(|&i| regions[i].state != RegionState::Drained));
         }
@@ -76,7 +91,29 @@ mod tests {
             write: false,
             serviceable: matches!(state, RegionState::Healthy | RegionState::Fault),
             stable,
+            recovering_since: None,
         }
+    }
+
+    #[test]
+    fn recovering_regions_go_in_the_order_they_recovered() {
+        let t0 = Instant::now();
+        let recovering = |name, priority, after_ms| RegionView {
+            recovering_since: Some(t0 + std::time::Duration::from_millis(after_ms)),
+            ..view(name, priority, RegionState::Healthy, false)
+        };
+        let snap = HealthSnapshot::new(vec![
+            recovering("a", 0, 42),
+            recovering("b", 1, 0),
+            recovering("c", 2, 42),
+            view("d", 3, RegionState::Unhealthy, false),
+        ]);
+        assert_eq!(snap.default_order, vec![1, 0, 2]);
+        let with_stable = HealthSnapshot::new(vec![
+            recovering("a", 0, 0),
+            view("b", 1, RegionState::Healthy, true),
+        ]);
+        assert_eq!(with_stable.default_order, vec![1, 0]);
     }
 
     #[test]

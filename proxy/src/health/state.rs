@@ -143,6 +143,11 @@ impl RegionHealth {
         self.recovered_at = Some(now);
     }
 
+    /// When the region last became serviceable again (none if it has been since the start).
+    pub fn recovered_at(&self) -> Option<Instant> {
+        self.recovered_at
+    }
+
     /// When a recovered region will have been stable for `stable_for`, if that is still ahead.
     pub fn stable_at(&self, stable_for: Duration) -> Option<Instant> {
         self.recovered_at.map(|t| t + stable_for)
