@@ -12,13 +12,14 @@ pub enum FailureKind {
     Connect,
     /// HTTP/2 `REFUSED_STREAM`: the server promises it did not process the request.
     RefusedStream,
-    /// The connection broke after the request was (possibly) sent.
+    /// The connection broke after the request was (possibly) sent, or the region answered
+    /// with something that is not HTTP.
     Reset,
     /// No response headers within `per_try_timeout`.
     Timeout,
     /// The region answered with a 5xx status.
     Status(u16),
-    /// Anything else: a protocol error, a body that failed while being sent, ...
+    /// Anything else: the client's request body failed while being sent, ...
     Other,
 }
 

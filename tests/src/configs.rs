@@ -23,6 +23,12 @@ pub struct TestConfig {
 
 impl TestConfig {
     pub fn new(regions: &[&FakeRegion]) -> Self {
+        let named: Vec<(&str, String)> = regions.iter().map(|r| (r.name(), r.url())).collect();
+        Self::with_urls(&named)
+    }
+
+    /// As [`TestConfig::new`], for regions given as (name, URL), e.g. a [`crate::RawRegion`].
+    pub fn with_urls(regions: &[(&str, String)]) -> Self {
         TestConfig {
             admin_port: free_port(),
             port: free_port(),
@@ -30,7 +36,7 @@ impl TestConfig {
             top_extra: String::new(),
             regions: regions
                 .iter()
-                .map(|r| (r.name().to_owned(), r.url()))
+                .map(|(name, url)| ((*name).to_owned(), url.clone()))
                 .collect(),
             plugins: String::new(),
         }

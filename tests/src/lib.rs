@@ -14,6 +14,7 @@
 //! - [`configs`]: `TestConfig`, one service in front of fake regions with fast timers.
 //! - [`template`]: `free_port` and `render` for configs with `{placeholder}`s.
 //! - [`client`]: HTTP/1.1, h2c and HTTPS test clients, and `raw_http` for malformed requests.
+//! - [`raw_region`]: `RawRegion`, a region that answers with bytes that are not HTTP.
 //! - [`wait`]: bounded polling for conditions such as "the region shows as ejected".
 //!
 //! Everything binds and connects to 127.0.0.1 only, and every wait is bounded.
@@ -43,6 +44,7 @@ pub mod pki;
 pub mod plugins;
 pub mod prometheus;
 pub mod proxy;
+pub mod raw_region;
 pub mod template;
 pub mod wait;
 
@@ -60,5 +62,6 @@ pub use pki::TestPki;
 pub use plugins::{copy_plugin, plugin, plugin_service_toml};
 pub use prometheus::Scrape;
 pub use proxy::{ProxyBuilder, ProxyProcess};
+pub use raw_region::RawRegion;
 pub use template::{free_port, render};
 pub use wait::{eventually, wait_until};

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use switchyard_tests::{FakeRegion, Mode, ProxyProcess, TestConfig, http1_client};
+use switchyard_tests::{FakeRegion, Mode, ProxyProcess, RawRegion, TestConfig, http1_client};
 
 /// Health checks slow enough that they never change routing during a test, and no ejection,
 /// so each test sees the retry rule alone.
@@ -59,6 +59,43 @@ async fn get_that_was_dropped_is_retried_on_the_next_region() {
     assert_eq!(resp.status.as_u16(), 200);
     assert_eq!(resp.region(), Some("northeurope"));
     assert_eq!(resp.header("x-switchyard-attempts"), Some("2"));
+}
+
+/// A reply that is not HTTP fails the attempt like a reset: a GET goes on to the next region,
+/// a POST (which the region may have processed before it answered garbage) is not resent.
+#[tokio::test]
+async fn a_region_answering_garbage_is_failed_over_for_reads_but_never_gets_a_write_twice() {
+    for reply in [
+        &b"this is not http\r\n\r\n"[..],
+        b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab",
+    ] {
+        let garbage = RawRegion::start(reply).await.expect("raw region starts");
+        let east = FakeRegion::new("northeurope").start().await;
+        let config =
+            TestConfig::with_urls(&[("westus", garbage.url()), ("northeurope", east.url())])
+                .service(QUIET);
+        let proxy = ProxyProcess::start(&config.render())
+            .await
+            .expect("proxy starts");
+        let client = http1_client();
+
+        let resp = client
+            .get(&config.url("/orders"))
+            .await
+            .expect("GET answered");
+        assert_eq!(resp.status, 200, "{}", proxy.logs());
+        assert_eq!(resp.region(), Some("northeurope"));
+        assert_eq!(resp.header("x-switchyard-attempts"), Some("2"));
+        assert_eq!(garbage.requests(), 1);
+
+        let resp = client
+            .post(&config.url("/orders"), "order-1", &[])
+            .await
+            .expect("POST answered");
+        assert_eq!(resp.status, 502, "{}", proxy.logs());
+        assert_eq!(garbage.requests(), 2, "the POST reached westus once");
+        assert_eq!(east.requests_for("POST"), 0, "and nowhere else");
+    }
 }
 
 #[tokio::test]

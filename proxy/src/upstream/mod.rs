@@ -132,8 +132,11 @@ fn classify(err: &hyper::Error) -> FailureKind {
                 kind = FailureKind::Reset;
             }
         }
+        // A response that is not valid HTTP (garbage, conflicting `Content-Length`s, a head
+        // over the size limit) says as much about the region as a reset does, and like a
+        // reset it comes after the request may have been processed.
         if let Some(h) = e.downcast_ref::<hyper::Error>()
-            && (h.is_incomplete_message() || h.is_closed() || h.is_canceled())
+            && (h.is_incomplete_message() || h.is_closed() || h.is_canceled() || h.is_parse())
         {
             kind = FailureKind::Reset;
         }
