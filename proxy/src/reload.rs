@@ -1,7 +1,8 @@
 //! Live reload (SIGHUP, `POST /reload`): re-read config and plugins, swap services in place.
 //!
 //! Everything is built before anything is swapped, so a bad config or plugin changes nothing.
-//! Region health, drains and drill faults carry over for regions that keep their name.
+//! Region health, drains and drill faults carry over for regions that keep their name, and so
+//! does a write region moved by manual failover unless the new config moves it itself.
 //! Listener addresses are bound at start and cannot move by reload.
 
 use std::sync::Arc;

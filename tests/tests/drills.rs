@@ -340,6 +340,16 @@ async fn manual_failover_under_a_stream_of_writes_loses_and_duplicates_nothing()
     assert_eq!(regions[1]["name"], "northeurope");
     assert_eq!(regions[1]["write"], true, "{status}");
     assert_eq!(regions[0]["write"], false);
+
+    // A reload of the same config (an unrelated edit, a config-management run) keeps the
+    // write region where the failover put it: moving writes back is the operator's call.
+    let resp = proxy.admin_post("/reload", "").await.expect("reload");
+    assert_eq!(resp.status.as_u16(), 200, "{}", resp.text());
+    let moved = proxy
+        .region_status("orders", "northeurope")
+        .await
+        .expect("status");
+    assert_eq!(moved.expect("region")["write"], true, "{}", proxy.logs());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

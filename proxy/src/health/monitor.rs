@@ -172,7 +172,10 @@ impl HealthMonitor {
             .iter()
             .map(|_| RegionCounters::default())
             .collect();
-        let write = config.regions.iter().position(|r| r.write);
+        let configured = config.regions.iter().position(|r| r.write);
+        let write = previous
+            .and_then(|p| p.carried_write(&config))
+            .or(configured);
         let mut monitor = HealthMonitor {
             was_serviceable: vec![true; regions.len()],
             regions,
@@ -320,8 +323,11 @@ impl HealthMonitor {
 
     fn export(&self) -> HealthMonitorState {
         let names = self.config.regions.iter().map(|r| r.name.clone());
+        let name = |i: Option<usize>| i.map(|i| self.config.regions[i].name.clone());
         HealthMonitorState {
             regions: std::sync::Mutex::new(names.zip(self.regions.iter().cloned()).collect()),
+            write: name(self.write),
+            configured_write: name(self.config.regions.iter().position(|r| r.write)),
         }
     }
 }
@@ -330,9 +336,33 @@ impl HealthMonitor {
 #[derive(Debug)]
 pub struct HealthMonitorState {
     regions: std::sync::Mutex<Vec<(String, RegionHealth)>>,
+    /// The write region at export: where a manual failover may have moved it.
+    write: Option<String>,
+    /// The write region the config named at export.
+    configured_write: Option<String>,
 }
 
 impl HealthMonitorState {
+    /// The write region to keep across a reload: the one a manual failover chose, as long as
+    /// the new config names the same write region as the old one (an operator who edits
+    /// `write` in the file means it) and still has that region.
+    fn carried_write(&self, next: &ServiceConfig) -> Option<usize> {
+        let next_configured = next.regions.iter().find(|r| r.write).map(|r| &r.name);
+        if next_configured != self.configured_write.as_ref() {
+            return None;
+        }
+        let moved = self.write.as_ref()?;
+        let i = next.regions.iter().position(|r| &r.name == moved)?;
+        if Some(moved) != self.configured_write.as_ref() {
+            tracing::info!(
+                service = %next.name,
+                write_region = %moved,
+                "reload keeps the write region set by failover (the config's `write` did not change)"
+            );
+        }
+        Some(i)
+    }
+
     fn names(&self) -> Vec<String> {
         self.regions
             .lock()
@@ -438,6 +468,41 @@ url = "http://127.0.0.1:2"
         assert_eq!(active(&handle), "west");
         handle.send(HealthEvent::Stop).await;
         assert!(task.await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_keeps_a_failed_over_write_region_unless_the_config_moved_it() {
+        let svc = service(Duration::ZERO);
+        let (monitor, handle, rx) = HealthMonitor::new(svc.clone(), None);
+        tokio::spawn(monitor.run(rx));
+        handle.send(HealthEvent::SetWrite { region: 1 }).await;
+        let state = handle.export().await.expect("exported");
+        let (reloaded, _, _) = HealthMonitor::new(svc.clone(), Some(&state));
+        assert_eq!(reloaded.write, Some(1), "same config: the failover stays");
+
+        let mut edited = (*svc).clone();
+        edited.regions[0].write = false;
+        edited.regions[1].write = true;
+        let state = handle.export().await.expect("exported");
+        let (reloaded, _, _) = HealthMonitor::new(Arc::new(edited.clone()), Some(&state));
+        assert_eq!(reloaded.write, Some(1));
+        edited.regions[1].write = false;
+        let state = handle.export().await.expect("exported");
+        let (reloaded, _, _) = HealthMonitor::new(Arc::new(edited), Some(&state));
+        assert_eq!(
+            reloaded.write, None,
+            "the operator removed `write`: the config wins"
+        );
+
+        let mut renamed = (*svc).clone();
+        renamed.regions[1].name = "eastus2".into();
+        let state = handle.export().await.expect("exported");
+        let (reloaded, _, _) = HealthMonitor::new(Arc::new(renamed), Some(&state));
+        assert_eq!(
+            reloaded.write,
+            Some(0),
+            "the failed-over region is gone: the config's"
+        );
     }
 
     async fn probe(handle: &HealthHandle, region: usize, ok: bool) {
