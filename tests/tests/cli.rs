@@ -83,6 +83,53 @@ url = "http://127.0.0.1:9001"
     );
 }
 
+/// PEM files that exist but hold no certificate or key are refused by `check` with the
+/// position of the `tls` table, and `run` refuses them the same way (exit 1, invalid config),
+/// before binding anything.
+#[tokio::test]
+async fn check_and_run_refuse_tls_files_that_hold_no_certificate() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("not-a-cert.pem"), "hello\n").expect("write");
+    let config = format!(
+        r#"[admin]
+listen = "127.0.0.1:{admin}"
+[[services]]
+name = "orders"
+listen = "127.0.0.1:{port}"
+tls = {{ cert = "not-a-cert.pem", key = "not-a-cert.pem" }}
+[[services.regions]]
+name = "westus"
+url = "https://127.0.0.1:9"
+tls = {{ ca_file = "not-a-cert.pem" }}
+"#,
+        admin = free_port(),
+        port = free_port()
+    );
+    let (code, _stdout, stderr) = switchyard_tests::run_check_in(dir.path(), &config)
+        .await
+        .expect("check runs");
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("switchyard.toml:6:7: listener tls:")
+            && stderr.contains("switchyard.toml:10:7: region tls:")
+            && stderr.contains("not-a-cert.pem holds no certificate"),
+        "{stderr}"
+    );
+    let out = switchyard_tests::run_command(
+        &["run", "--config", "switchyard.toml"],
+        dir.path(),
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("run runs");
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("switchyard.toml:6:7: listener tls:"),
+        "{}",
+        out.stderr
+    );
+}
+
 #[tokio::test]
 async fn a_taken_port_exits_with_code_2_and_says_why() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

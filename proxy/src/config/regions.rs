@@ -134,12 +134,25 @@ fn region_tls(d: &mut Diags<'_>, r: &Table<'_, '_>, base: &Path) -> Option<Upstr
             Some(name.value.to_owned())
         }
     });
-    Some(UpstreamTls {
+    // Files that were named and found; a missing one is reported above already.
+    let complete = [
+        (&ca_file, "ca_file"),
+        (&client_cert, "client_cert"),
+        (&client_key, "client_key"),
+    ]
+    .iter()
+    .all(|(path, key)| path.is_some() || tls.value(key).is_none());
+    let upstream = UpstreamTls {
         ca_file,
         client_cert,
         client_key,
         server_name,
-    })
+    };
+    // Read the PEM files now, as connecting will: `check` must refuse what `run` would.
+    if complete && let Err(e) = crate::upstream::tls::client_config(Some(&upstream)) {
+        d.error(&tls.span(), format!("region tls: {e}"));
+    }
+    Some(upstream)
 }
 
 pub(crate) fn plugins(d: &mut Diags<'_>, t: &Table<'_, '_>, base: &Path) -> Vec<PluginConfig> {

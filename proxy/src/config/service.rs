@@ -109,10 +109,16 @@ fn server_tls(d: &mut Diags<'_>, t: &Table<'_, '_>, base: &Path) -> Option<Serve
     let tls = t.table(d, "tls", &["cert", "key"])?;
     let cert = existing_file(d, &tls, "cert", base, true);
     let key = existing_file(d, &tls, "key", base, true);
-    Some(ServerTls {
+    let complete = cert.is_some() && key.is_some();
+    let tls_config = ServerTls {
         cert: cert.unwrap_or_default(),
         key: key.unwrap_or_default(),
-    })
+    };
+    // Read the PEM files now, as the listener will: `check` must refuse what `run` would.
+    if complete && let Err(e) = crate::server::tls_acceptor(&tls_config) {
+        d.error(&tls.span(), format!("listener tls: {e}"));
+    }
+    Some(tls_config)
 }
 
 fn health(d: &mut Diags<'_>, t: &Table<'_, '_>) -> HealthConfig {

@@ -22,7 +22,7 @@ impl Scratch {
         for file in files {
             let path = dir.join(file);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, b"x").unwrap();
+            std::fs::write(path, contents(file)).unwrap();
         }
         std::fs::create_dir_all(&dir).unwrap();
         Self(dir)
@@ -30,6 +30,21 @@ impl Scratch {
 
     pub(super) fn config(&self) -> PathBuf {
         self.0.join("switchyard.toml")
+    }
+}
+
+/// What a scratch file holds: TLS files must parse (the config reads them as the proxy will),
+/// so `.pem` files get one self-signed certificate and `.key` files its key.
+fn contents(file: &str) -> Vec<u8> {
+    static PAIR: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+    let (cert, key) = PAIR.get_or_init(|| {
+        let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        (pair.cert.pem(), pair.signing_key.serialize_pem())
+    });
+    match Path::new(file).extension().and_then(|e| e.to_str()) {
+        Some("pem") => cert.clone().into_bytes(),
+        Some("key") => key.clone().into_bytes(),
+        _ => b"x".to_vec(),
     }
 }
 
