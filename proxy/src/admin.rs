@@ -325,8 +325,9 @@ fn parse_fault(body: &Value) -> Result<Fault, String> {
                 None => 503,
                 Some(v) => v
                     .as_u64()
-                    .filter(|s| (100..=599).contains(s))
-                    .ok_or("\"status\" must be an HTTP status 100-599")?,
+                    // A 1xx is not a final answer: it cannot stand in for a region's.
+                    .filter(|s| (200..=599).contains(s))
+                    .ok_or("\"status\" must be an HTTP status 200-599")?,
             };
             let percent = match body.get("percent") {
                 None => 100,
@@ -463,6 +464,9 @@ mod tests {
             Ok(Fault::Delay(Duration::from_millis(500)))
         );
         assert!(parse_fault(&json!({"mode": "error", "percent": 101})).is_err());
+        assert!(parse_fault(&json!({"mode": "error", "status": 101})).is_err());
+        assert!(parse_fault(&json!({"mode": "error", "status": 199})).is_err());
+        assert!(parse_fault(&json!({"mode": "error", "status": 200})).is_ok());
         assert!(parse_fault(&json!({"mode": "meltdown"})).is_err());
         assert!(parse_fault(&Value::Null).is_err());
     }

@@ -210,7 +210,11 @@ fn value_checks() {
         ),
         (
             "[services.degraded]\nstatus = 700",
-            "10:10: \"status\" must be between 100 and 599, got 700",
+            "10:10: \"status\" must be between 200 and 599, got 700",
+        ),
+        (
+            "[services.degraded]\nstatus = 101",
+            "10:10: \"status\" must be between 200 and 599, got 101",
         ),
         (
             "[services.degraded]\ncontent_type = \"a\\nb\"",

@@ -332,7 +332,8 @@ fn degraded(d: &mut Diags<'_>, t: &Table<'_, '_>) -> DegradedConfig {
         return degraded;
     };
     degraded.stale_if_error = duration(d, &g, "stale_if_error", degraded.stale_if_error).0;
-    if let Some(code) = g.integer_in::<u16>(d, "status", 100, 599)
+    // A 1xx is not a final answer: hyper could not send it as one.
+    if let Some(code) = g.integer_in::<u16>(d, "status", 200, 599)
         && let Ok(status) = StatusCode::from_u16(code)
     {
         degraded.status = status;
