@@ -1,8 +1,9 @@
 //! The stale-if-error cache: the last good GET responses, served when no region can answer.
 //!
 //! Only responses a shared cache may keep are stored (2xx, no `no-store`/`private`, no
-//! `Set-Cookie`, nothing answered to a request with credentials unless marked `public`,
-//! never `Vary: *`), each under its path and the request values of the headers it varies on.
+//! `Set-Cookie`, nothing answered to a request with credentials (`Authorization`, `Cookie`)
+//! unless marked `public`, never `Vary: *`), each under its path and the request values of
+//! the headers it varies on.
 //! Memory is bounded: entries over a size limit are not kept and the least recently used are
 //! evicted first. The cache is touched only when `stale_if_error` is on, and only once per
 //! stored response and per failed request, never for healthy traffic otherwise.
@@ -46,6 +47,12 @@ struct Inner {
 pub struct StaleCache {
     max_age: Duration,
     inner: Mutex<Inner>,
+}
+
+/// `Authorization` or a `Cookie`: the response may be personal, and one sidecar serves every
+/// user of its app instance, so it is kept only when the region marks it `public`.
+fn has_credentials(req: &HeaderMap) -> bool {
+    req.contains_key(header::AUTHORIZATION) || req.contains_key(header::COOKIE)
 }
 
 fn cache_control_has(headers: &HeaderMap, directive: &str) -> bool {
@@ -117,7 +124,7 @@ impl StaleCache {
             && !cache_control_has(resp, "private")
             && !cache_control_has(req, "no-store")
             && !resp.contains_key(header::SET_COOKIE)
-            && (!req.contains_key(header::AUTHORIZATION) || cache_control_has(resp, "public"))
+            && (!has_credentials(req) || cache_control_has(resp, "public"))
             && vary_names(resp).is_some()
             && resp
                 .get(header::CONTENT_LENGTH)
@@ -257,14 +264,16 @@ mod tests {
             ok,
             &headers(&[("set-cookie", "a=b")])
         ));
-        let auth = headers(&[("authorization", "Bearer x")]);
-        assert!(!StaleCache::should_store(&Method::GET, &auth, ok, &none));
-        assert!(StaleCache::should_store(
-            &Method::GET,
-            &auth,
-            ok,
-            &headers(&[("cache-control", "public")])
-        ));
+        for credentials in [("authorization", "Bearer x"), ("cookie", "session=a")] {
+            let req = headers(&[credentials]);
+            assert!(!StaleCache::should_store(&Method::GET, &req, ok, &none));
+            assert!(StaleCache::should_store(
+                &Method::GET,
+                &req,
+                ok,
+                &headers(&[("cache-control", "public")])
+            ));
+        }
     }
 
     #[tokio::test(start_paused = true)]
