@@ -1,6 +1,8 @@
 //! Responses the sidecar makes itself: the degraded answer, plugin answers, and errors.
 //!
-//! Every one of them says why in a header, so nobody mistakes it for the region's answer.
+//! Every one of them carries `x-switchyard-degraded: 1` and `x-switchyard-region: none`, as
+//! the product contract says of responses the sidecar made itself, so nobody mistakes one for
+//! a region's answer; the errors also say why in `x-switchyard-error`.
 
 use std::time::Duration;
 
@@ -35,7 +37,6 @@ pub fn degraded_response(
             HeaderValue::from(cfg.retry_after.as_secs().max(1)),
         );
     }
-    h.insert(X_SWITCHYARD_DEGRADED, HeaderValue::from_static("1"));
     h.insert(X_SWITCHYARD_ERROR, HeaderValue::from_static(reason));
     stamp(&mut resp, None, attempts);
     resp
@@ -72,12 +73,17 @@ pub fn error_response(
     resp
 }
 
-/// Adds `x-switchyard-region` and `x-switchyard-attempts`.
+/// Adds `x-switchyard-region` and `x-switchyard-attempts`; with no region (a response the
+/// sidecar made itself) also `x-switchyard-degraded: 1`.
 pub fn stamp<B>(resp: &mut Response<B>, region: Option<&str>, attempts: u32) {
     let h = resp.headers_mut();
-    let region = region
-        .and_then(|r| HeaderValue::from_str(r).ok())
-        .unwrap_or(NO_REGION);
+    let region = match region {
+        Some(name) => HeaderValue::from_str(name).unwrap_or(NO_REGION),
+        None => {
+            h.insert(X_SWITCHYARD_DEGRADED, HeaderValue::from_static("1"));
+            NO_REGION
+        }
+    };
     h.insert(X_SWITCHYARD_REGION, region);
     h.insert(X_SWITCHYARD_ATTEMPTS, HeaderValue::from(attempts));
 }

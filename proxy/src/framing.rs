@@ -20,6 +20,9 @@ const PEEK_BYTES: usize = 16 * 1024;
 const REFUSAL: &[u8] = b"HTTP/1.1 400 Bad Request\r\n\
 content-type: text/plain\r\n\
 x-switchyard-error: content-length-with-transfer-encoding\r\n\
+x-switchyard-degraded: 1\r\n\
+x-switchyard-region: none\r\n\
+x-switchyard-attempts: 0\r\n\
 connection: close\r\n\
 content-length: 53\r\n\r\n\
 request has both Content-Length and Transfer-Encoding";

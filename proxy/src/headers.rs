@@ -18,6 +18,26 @@ pub const SIDECAR_HEADERS: [HeaderName; 4] = [
 ];
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
+/// Why a request's `Host` makes it invalid (RFC 9112 section 3.2: an HTTP/1.1 request without
+/// one, or any request with more than one, gets 400), or `None`. Forwarding such a request
+/// would leave the region to guess which host was meant.
+pub fn host_problem(version: http::Version, headers: &HeaderMap) -> Option<&'static str> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(_), Some(_)) => Some("multiple-host-headers"),
+        (None, _) if version == http::Version::HTTP_11 => Some("missing-host-header"),
+        _ => None,
+    }
+}
+
+/// Removes `x-switchyard-degraded` and `x-switchyard-error` from a region's response: they
+/// mean "the sidecar made this answer" (clients and the degraded-responses metric read them),
+/// so a region cannot send them. `x-switchyard-region` and `-attempts` are overwritten anyway.
+pub fn strip_sidecar_markers(headers: &mut HeaderMap) {
+    headers.remove(X_SWITCHYARD_DEGRADED);
+    headers.remove(X_SWITCHYARD_ERROR);
+}
+
 /// Headers that describe one connection and must not cross the proxy (RFC 9110 section 7.6.1).
 const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
@@ -137,6 +157,30 @@ pub fn add_forwarded(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_must_be_present_once_in_http11_and_at_most_once_otherwise() {
+        let with = |hosts: &[&str]| {
+            let mut h = HeaderMap::new();
+            for host in hosts {
+                h.append(header::HOST, HeaderValue::from_str(host).expect("value"));
+            }
+            h
+        };
+        let v11 = http::Version::HTTP_11;
+        assert_eq!(host_problem(v11, &with(&["a"])), None);
+        assert_eq!(host_problem(v11, &with(&[])), Some("missing-host-header"));
+        assert_eq!(
+            host_problem(v11, &with(&["a", "b"])),
+            Some("multiple-host-headers")
+        );
+        assert_eq!(host_problem(http::Version::HTTP_10, &with(&[])), None);
+        assert_eq!(host_problem(http::Version::HTTP_2, &with(&[])), None);
+        assert_eq!(
+            host_problem(http::Version::HTTP_2, &with(&["a", "a"])),
+            Some("multiple-host-headers")
+        );
+    }
 
     #[test]
     fn connection_named_headers_and_hop_by_hop_are_removed() {

@@ -120,7 +120,9 @@ fn observe(svc: &Service, span: &tracing::Span, resp: &Response<ProxyBody>, elap
         .and_then(|v| v.to_str().ok())
         .and_then(|name| svc.metrics.region_index(name));
     svc.metrics.request(region, resp.status().as_u16(), elapsed);
-    if headers.contains_key(headers::X_SWITCHYARD_DEGRADED) {
+    // Answers the sidecar made itself, except client errors (a malformed request, a plugin's
+    // 403 or 429): those say nothing about the regions.
+    if headers.contains_key(headers::X_SWITCHYARD_DEGRADED) && !resp.status().is_client_error() {
         svc.metrics.degraded();
     }
     traces::record_response(span, resp.status(), headers);
@@ -132,6 +134,9 @@ async fn respond(
     conn: ConnInfo,
     started: Instant,
 ) -> Response<ProxyBody> {
+    if let Some(reason) = headers::host_problem(req.version(), req.headers()) {
+        return degraded::error_response(StatusCode::BAD_REQUEST, reason, 0);
+    }
     let client_upgrade = headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
@@ -208,6 +213,7 @@ async fn respond(
             } else {
                 headers::strip_hop_by_hop(resp.headers_mut(), false);
             }
+            headers::strip_sidecar_markers(resp.headers_mut());
             degraded::stamp(&mut resp, Some(name), attempts);
             if svc.policy.wants_responses() {
                 resp = apply_response_action(&svc, &head, name, resp, attempts);
@@ -392,14 +398,7 @@ fn unavailable(
             degraded::error_response(status, reason, attempts)
         }
         _ => match svc.policy.on_unavailable(head) {
-            UnavailableAction::Local(local) => {
-                let mut resp = degraded::local_response(&local, attempts);
-                resp.headers_mut().insert(
-                    headers::X_SWITCHYARD_DEGRADED,
-                    header::HeaderValue::from_static("1"),
-                );
-                resp
-            }
+            UnavailableAction::Local(local) => degraded::local_response(&local, attempts),
             UnavailableAction::Default | UnavailableAction::Stale => {
                 if let Some(stale) = serve_stale(svc, head, attempts) {
                     return stale;

@@ -131,8 +131,9 @@ impl LocalResponse {
             .body(body.into())
     }
 
-    /// Marks the response as a degraded answer (`x-switchyard-degraded: 1`), as the product
-    /// contract requires of responses made because a region could not serve.
+    /// Marks the response as a degraded answer (`x-switchyard-degraded: 1`). The host marks
+    /// every response a plugin makes this way anyway, as the product contract requires of
+    /// responses the sidecar makes itself; this only makes it explicit in the plugin's code.
     pub fn degraded(self) -> Self {
         self.header("x-switchyard-degraded", "1")
     }

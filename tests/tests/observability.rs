@@ -542,6 +542,27 @@ async fn metrics_parse_and_move_with_traffic_failover_and_degraded_answers() {
         m.value("switchyard_request_duration_seconds_count", &region("none")),
         Some(1.0)
     );
+    // A client's malformed request is the sidecar's own answer too, but not a degraded one.
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], cfg.port));
+    let refused = switchyard_tests::raw_http(addr, b"GET /o HTTP/1.1\r\n\r\n")
+        .await
+        .expect("raw");
+    assert!(refused.starts_with("HTTP/1.1 400"), "{refused}");
+    let m = scrape(&proxy).await;
+    assert_eq!(
+        m.value(
+            "switchyard_degraded_responses_total",
+            &[("service", "orders")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.value(
+            "switchyard_requests_total",
+            &[("service", "orders"), ("region", "none"), ("code", "400")]
+        ),
+        Some(1.0)
+    );
     // A family shows up with its first series (plugin errors: see the plugin test).
     for (name, kind) in [
         ("switchyard_requests_total", "counter"),

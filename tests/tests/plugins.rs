@@ -279,6 +279,11 @@ async fn plugins_run_in_order_and_the_first_non_default_decision_wins() {
         proxy.logs()
     );
     assert_eq!(a.region(), Some("none"));
+    assert_eq!(
+        a.header("x-switchyard-degraded"),
+        Some("1"),
+        "made by the sidecar"
+    );
     let b = get(&config, "/b", &[]).await;
     assert_eq!(
         b.region(),

@@ -130,6 +130,9 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
     let west = FakeRegion::new("westus")
         .header("keep-alive", "timeout=5")
         .header("x-region-private", "1")
+        // Markers of an answer the sidecar made itself: a region cannot send them.
+        .header("x-switchyard-degraded", "1")
+        .header("x-switchyard-error", "spoofed")
         .start()
         .await;
     let config = TestConfig::new(&[&west]);
@@ -149,6 +152,9 @@ async fn hop_by_hop_headers_are_removed_both_ways() {
         .expect("GET");
     assert_eq!(resp.status.as_u16(), 200);
     assert_eq!(resp.header("keep-alive"), None);
+    assert_eq!(resp.header("x-switchyard-degraded"), None);
+    assert_eq!(resp.header("x-switchyard-error"), None);
+    assert_eq!(resp.region(), Some("westus"));
     let seen = west.last_request().expect("request");
     assert_eq!(seen.header("x-secret"), None, "named in Connection");
     assert_eq!(seen.header("proxy-authorization"), None);
@@ -302,6 +308,39 @@ async fn malformed_and_hostile_requests_get_clean_errors_and_never_reach_elsewhe
     .await
     .expect("raw");
     assert!(smuggle.starts_with("HTTP/1.1 400"), "{smuggle}");
+    assert!(
+        smuggle.contains("x-switchyard-degraded: 1")
+            && smuggle.contains("x-switchyard-region: none"),
+        "a refusal is the sidecar's own answer: {smuggle}"
+    );
+
+    // RFC 9112 section 3.2: HTTP/1.1 needs exactly one Host; the region is never asked to guess.
+    for request in [
+        &b"GET /no-host HTTP/1.1\r\n\r\n"[..],
+        b"GET /two-hosts HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n",
+    ] {
+        let answer = raw_http(addr, request).await.expect("raw");
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(
+            answer.contains("x-switchyard-degraded: 1")
+                && answer.contains("x-switchyard-region: none")
+                && answer.contains("x-switchyard-attempts: 0"),
+            "{answer}"
+        );
+    }
+    let http10 = raw_http(addr, b"GET /old HTTP/1.0\r\n\r\n")
+        .await
+        .expect("raw");
+    assert!(
+        http10.starts_with("HTTP/1.0 200") || http10.starts_with("HTTP/1.1 200"),
+        "{http10}"
+    );
+    assert!(
+        west.received()
+            .iter()
+            .all(|r| r.path != "/no-host" && r.path != "/two-hosts"),
+        "refused requests never reach a region"
+    );
 
     // An absolute-form URI naming another host is served by the configured region only.
     let absolute = raw_http(

@@ -36,6 +36,12 @@ async fn post_that_reached_a_region_which_dropped_it_is_not_resent() {
         proxy.logs()
     );
     assert!(resp.header("x-switchyard-error").is_some());
+    assert_eq!(
+        resp.header("x-switchyard-degraded"),
+        Some("1"),
+        "the sidecar's own answer"
+    );
+    assert_eq!(resp.region(), Some("none"));
     assert_eq!(resp.header("x-switchyard-attempts"), Some("1"));
     assert_eq!(west.requests_for("POST"), 1, "reached westus exactly once");
     assert_eq!(east.requests_for("POST"), 0, "never sent again elsewhere");

@@ -194,7 +194,7 @@ impl Metrics {
         );
         registry.register(
             "switchyard_degraded_responses",
-            "Responses the sidecar made itself because no region could serve",
+            "Responses the sidecar made itself (x-switchyard-degraded: 1), client errors (4xx) excepted",
             degraded.clone(),
         );
         registry.register(
