@@ -86,18 +86,20 @@ async fn route(state: &AppState, req: Request<Incoming>) -> AdminResponse {
         .collect();
     let segments: Vec<&str> = path.iter().map(String::as_str).collect();
     let method = req.method().clone();
+    // HEAD is GET without the body (hyper leaves the body out), as for any HTTP server.
+    let read = method == Method::GET || method == Method::HEAD;
     match (&method, segments.as_slice()) {
-        (&Method::GET, ["healthz"]) => text(StatusCode::OK, "ok\n"),
-        (&Method::GET, ["readyz"]) => {
+        (_, ["healthz"]) if read => text(StatusCode::OK, "ok\n"),
+        (_, ["readyz"]) if read => {
             if state.ready.load(Ordering::Acquire) {
                 text(StatusCode::OK, "ready\n")
             } else {
                 text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
             }
         }
-        (&Method::GET, ["status"]) => json_response(StatusCode::OK, &status(state)),
-        (&Method::GET, ["metrics"]) => metrics(req.headers()),
-        (_, ["healthz"] | ["readyz"] | ["status"] | ["metrics"]) => method_not_allowed("GET"),
+        (_, ["status"]) if read => json_response(StatusCode::OK, &status(state)),
+        (_, ["metrics"]) if read => metrics(req.headers()),
+        (_, ["healthz"] | ["readyz"] | ["status"] | ["metrics"]) => method_not_allowed("GET, HEAD"),
         (_, ["services", svc, "regions", region, action]) => {
             let allowed = match *action {
                 "drain" | "undrain" => method == Method::POST,
@@ -207,17 +209,28 @@ fn authorize(state: &AppState, req: &Request<Incoming>) -> Result<(), AdminRespo
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .unwrap_or("");
     if constant_time_eq(given.as_bytes(), token.as_bytes()) {
         Ok(())
     } else {
         tracing::warn!(path = %req.uri().path(), "admin call refused: missing or wrong bearer token");
-        Err(error(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong bearer token",
-        ))
+        let mut refused = error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token");
+        refused.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"switchyard-admin\""),
+        );
+        Err(refused)
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value. The scheme is case-insensitive
+/// (RFC 9110 section 11.1), as curl, Envoy and Kubernetes clients may spell it.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_matches(' '))
 }
 
 /// Compares without an early exit, so timing does not reveal how much of the token matched.
@@ -440,6 +453,16 @@ fn status(state: &AppState) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive_and_nothing_else_is_a_token() {
+        assert_eq!(bearer_token("Bearer s3cret"), Some("s3cret"));
+        assert_eq!(bearer_token("bearer s3cret"), Some("s3cret"));
+        assert_eq!(bearer_token("BEARER  s3cret "), Some("s3cret"));
+        assert_eq!(bearer_token("Basic s3cret"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("s3cret"), None);
+    }
 
     #[test]
     fn token_comparison_is_exact() {

@@ -258,6 +258,11 @@ async fn a_token_guards_every_mutating_call_but_not_reads() {
             .await
             .expect("admin");
         assert_eq!(resp.status.as_u16(), 401, "{auth:?}");
+        assert_eq!(
+            resp.header("www-authenticate"),
+            Some("Bearer realm=\"switchyard-admin\""),
+            "a 401 says how to authenticate"
+        );
     }
     assert_eq!(
         proxy
@@ -268,16 +273,29 @@ async fn a_token_guards_every_mutating_call_but_not_reads() {
             .as_u16(),
         200
     );
-    let resp = proxy
-        .admin_request(
-            Method::POST,
-            drain,
-            &[("authorization", "Bearer s3cret")],
-            "",
-        )
+    let head = proxy
+        .admin_request(Method::HEAD, "/status", &[], "")
         .await
-        .expect("admin");
-    assert_eq!(resp.status.as_u16(), 200);
+        .expect("HEAD");
+    assert_eq!(head.status.as_u16(), 200);
+    assert!(head.body.is_empty());
+    // The scheme is case-insensitive (RFC 9110 section 11.1).
+    for auth in ["Bearer s3cret", "bearer s3cret"] {
+        let resp = proxy
+            .admin_request(
+                Method::POST,
+                if auth.starts_with('B') {
+                    drain
+                } else {
+                    "/services/orders/regions/westus/undrain"
+                },
+                &[("authorization", auth)],
+                "",
+            )
+            .await
+            .expect("admin");
+        assert_eq!(resp.status.as_u16(), 200, "{auth}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
