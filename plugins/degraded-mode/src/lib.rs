@@ -57,6 +57,17 @@ impl Plugin for DegradedMode {
                     return Err(format!("rule {prefix:?}: status {status} is not 200-599"));
                 }
                 let content_type = rule.content_type.as_deref().unwrap_or("text/plain");
+                // The host refuses a response with a header value it cannot send; say so at
+                // load time instead, where `switchyard check` shows it.
+                if content_type.is_empty()
+                    || !content_type
+                        .bytes()
+                        .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+                {
+                    return Err(format!(
+                        "rule {prefix:?}: content_type {content_type:?} is not a valid header value"
+                    ));
+                }
                 let resp = LocalResponse::new(status)
                     .header("content-type", content_type)
                     .degraded()
@@ -137,6 +148,8 @@ mod tests {
             json!([{ "prefix": "orders" }]),
             json!([{ "prefix": "/a", "stale": true, "status": 503 }]),
             json!([{ "prefix": "/a", "status": 42 }]),
+            json!([{ "prefix": "/a", "content_type": "text/plain\nx-evil: 1" }]),
+            json!([{ "prefix": "/a", "content_type": "" }]),
             json!([{ "prefix": "/a" }, { "prefix": "/a", "stale": true }]),
             json!([{ "prefix": "/a", "retry": true }]),
         ] {

@@ -289,7 +289,7 @@ fn decision(d: wit::Decision, snapshot: &HealthSnapshot) -> Result<Option<Decisi
 fn response_action(a: wit::ResponseAction) -> Result<Option<ResponseAction>, String> {
     Ok(Some(match a {
         wit::ResponseAction::Pass => return Ok(None),
-        wit::ResponseAction::SetHeaders(h) => ResponseAction::SetHeaders(allowed(h)),
+        wit::ResponseAction::SetHeaders(h) => ResponseAction::SetHeaders(allowed(h)?),
         wit::ResponseAction::Replace(l) => ResponseAction::Replace(local(l)?),
     }))
 }
@@ -309,16 +309,26 @@ fn local(l: wit::LocalResponse) -> Result<LocalResponse, String> {
         .ok_or_else(|| format!("local response status {} is not 200..=599", l.status))?;
     Ok(LocalResponse {
         status,
-        headers: allowed(l.headers),
+        headers: allowed(l.headers)?,
         body: Bytes::from(l.body),
     })
 }
 
-fn allowed(headers: Vec<(String, String)>) -> Vec<(String, String)> {
-    headers
+/// The headers a plugin may set, without the host's own; a name or value that is not valid
+/// HTTP is a bad decision (dropping it silently would hide the plugin's bug).
+fn allowed(headers: Vec<(String, String)>) -> Result<Vec<(String, String)>, String> {
+    for (name, value) in &headers {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(format!("header name {name:?} is not valid HTTP"));
+        }
+        if http::HeaderValue::from_str(value).is_err() {
+            return Err(format!("header {name}: value {value:?} is not valid HTTP"));
+        }
+    }
+    Ok(headers
         .into_iter()
         .filter(|(n, _)| !FORBIDDEN.iter().any(|f| n.eq_ignore_ascii_case(f)))
-        .collect()
+        .collect())
 }
 
 /// Opens after [`BREAKER_FAULTS`] consecutive faults within [`BREAKER_WINDOW_MS`].
@@ -418,5 +428,16 @@ mod tests {
         };
         assert_eq!(l.headers, vec![("a".to_string(), "b".to_string())]);
         assert_eq!(decision(wit::Decision::Default, &snapshot), Ok(None));
+        for (name, value) in [("content-type", "a\nb"), ("bad name", "x"), ("x", "nul\0")] {
+            let bad = wit::LocalResponse {
+                status: 200,
+                headers: vec![(name.into(), value.into())],
+                body: vec![],
+            };
+            assert!(
+                decision(wit::Decision::Local(bad), &snapshot).is_err(),
+                "{name:?}"
+            );
+        }
     }
 }
