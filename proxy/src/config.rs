@@ -24,6 +24,20 @@ use std::path::{Path, PathBuf};
 
 pub use model::*;
 
+/// A place in the config file: 1-based line and column (counted in characters).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourcePos {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+}
+
+impl fmt::Display for SourcePos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.column)
+    }
+}
+
 /// One problem in the config file, at a 1-based line and column (counted in characters).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Diagnostic {
@@ -72,6 +86,16 @@ impl std::error::Error for ConfigErrors {}
 /// Reads and validates the file, taking the admin token and the OTLP endpoint fallback from the
 /// process environment.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    match load_with_errors(path)? {
+        (config, errors) if errors.is_empty() => Ok(config),
+        (_, errors) => Err(ConfigErrors(errors)),
+    }
+}
+
+/// Like [`load`], but a file that is valid TOML yields a config even when it has errors: what
+/// could be read, with defaults elsewhere, and every error found. `check` uses it to load the
+/// plugins of a config with mistakes elsewhere, so one run reports every error.
+pub fn load_with_errors(path: &Path) -> Result<(Config, Vec<Diagnostic>), ConfigErrors> {
     let bytes = std::fs::read(path).map_err(|err| {
         ConfigErrors(vec![Diagnostic {
             file: path.to_path_buf(),
@@ -90,7 +114,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
             return Err(ConfigErrors(d.into_sorted()));
         }
     };
-    parse_with_env(path, &text, &|name| std::env::var(name).ok())
+    build_with_errors(path, &text, &|name| std::env::var(name).ok())
 }
 
 /// Validates `text` as if read from `path` (for messages and relative paths) with an empty
@@ -105,6 +129,18 @@ pub fn parse_with_env(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigErrors> {
+    match build_with_errors(path, text, env)? {
+        (config, errors) if errors.is_empty() => Ok(config),
+        (_, errors) => Err(ConfigErrors(errors)),
+    }
+}
+
+/// The config and every error found; `Err` only when the text is not TOML at all.
+fn build_with_errors(
+    path: &Path,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Config, Vec<Diagnostic>), ConfigErrors> {
     let mut d = reader::Diags::new(path, text);
     let root = match toml::de::DeTable::parse(text) {
         Ok(root) => root,
@@ -119,9 +155,5 @@ pub fn parse_with_env(
     let source = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
     let base = source.parent().map(Path::to_path_buf).unwrap_or_default();
     let config = build::build(&mut d, &root, source, &base, env);
-    if d.has_errors() {
-        Err(ConfigErrors(d.into_sorted()))
-    } else {
-        Ok(config)
-    }
+    Ok((config, d.into_sorted()))
 }

@@ -94,12 +94,31 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
-    let config = match load(path) {
-        Ok(c) => c,
-        Err(code) => return code,
+    let (config, config_errors) = match config::load_with_errors(path) {
+        Ok(read) => read,
+        Err(errors) => {
+            eprint!("{errors}");
+            return ExitCode::from(EXIT_INVALID);
+        }
     };
-    if let Err(errors) = switchyard::plugin::check_all(&config) {
-        eprint!("{errors}");
+    // Plugins are loaded even when the config has errors elsewhere: one run, every error.
+    let plugin_errors = switchyard::plugin::check_all(&config).err().map(|e| e.0);
+    if !config_errors.is_empty() || plugin_errors.is_some() {
+        let mut lines: Vec<((usize, usize), String)> = config_errors
+            .iter()
+            .map(|d| ((d.line, d.column), d.to_string()))
+            .collect();
+        lines.extend(plugin_errors.into_iter().flatten().map(|e| {
+            let at =
+                e.at.as_ref()
+                    .map_or((usize::MAX, 0), |a| (a.line, a.column));
+            (at, e.to_string())
+        }));
+        // File order; a stable sort keeps errors at one place in the order they were found.
+        lines.sort_by_key(|(at, _)| *at);
+        for (_, line) in lines {
+            eprintln!("{line}");
+        }
         return ExitCode::from(EXIT_INVALID);
     }
     println!(

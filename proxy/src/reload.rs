@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::app::AppState;
 use crate::config::{self, Config, ConfigErrors};
-use crate::plugin::{self, PluginErrors};
+use crate::plugin::{self, PluginError, PluginErrors};
 use crate::service::{BuildError, Service};
 
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +46,12 @@ pub async fn reload(state: &AppState) -> Result<(), ReloadError> {
         let cfg = svc.clone();
         let policy = tokio::task::spawn_blocking(move || plugin::build_policy(&cfg))
             .await
-            .map_err(|e| ReloadError::Plugin(PluginErrors(vec![format!("plugin loading: {e}")])))?
+            .map_err(|e| {
+                ReloadError::Plugin(PluginErrors(vec![PluginError {
+                    at: None,
+                    message: format!("plugin loading: {e}"),
+                }]))
+            })?
             .map_err(ReloadError::Plugin)?;
         let carried = old.health.export().await;
         let service = Service::start(Arc::new(svc.clone()), policy, carried.as_ref())

@@ -472,7 +472,7 @@ async fn a_decision_naming_an_unknown_region_is_a_plugin_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn check_reports_garbage_wrong_worlds_and_failing_inits_as_path_message() {
+async fn check_reports_garbage_wrong_worlds_and_failing_inits_at_their_config_entry() {
     let dir = ProxyProcess::new_dir().expect("temp dir");
     std::fs::write(dir.path().join("garbage.wasm"), b"this is not wasm").expect("write");
     let command = copy_plugin("command", dir.path(), "command.wasm").expect("copy");
@@ -494,23 +494,28 @@ async fn check_reports_garbage_wrong_worlds_and_failing_inits_as_path_message() 
         .expect("check runs");
     assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
     let garbage = dir.path().join("garbage.wasm");
+    let text = config.render();
     let expected = [
         format!(
-            "{}: not a WebAssembly component (no WebAssembly header: garbage or truncated)",
+            "{}: plugin {}: not a WebAssembly component (no WebAssembly header: garbage or truncated)",
+            entry(&text, &garbage),
             garbage.display()
         ),
         format!(
-            "{}: not a plugin for switchyard:policy/policy@0.1.0: no exported instance named `switchyard:policy/plugin@0.1.0`",
+            "{}: plugin {}: not a plugin for switchyard:policy/policy@0.1.0: no exported instance named `switchyard:policy/plugin@0.1.0`",
+            entry(&text, &command),
             command.display()
         ),
         format!(
-            "{}: init failed: this plugin refuses every config (testing)",
+            "{}: plugin {}: init failed: this plugin refuses every config (testing)",
+            entry(&text, &refuses),
             refuses.display()
         ),
     ];
     let mut lines: Vec<&str> = stderr.lines().collect();
     let compiler_said = format!(
-        "{}: not a valid WebAssembly component: ",
+        "{}: plugin {}: not a valid WebAssembly component: ",
+        entry(&text, &truncated),
         truncated.display()
     );
     assert!(
@@ -539,9 +544,27 @@ async fn check_reports_garbage_wrong_worlds_and_failing_inits_as_path_message() 
     assert_eq!(
         stderr.trim_end(),
         format!(
-            "{}: init failed: preferred must name at least one region",
+            "{}: plugin {}: init failed: preferred must name at least one region",
+            entry(&bad_config.render(), &good),
             good.display()
         )
+    );
+    // Mistakes elsewhere in the file do not hide the plugin's: one run reports every error,
+    // in file order.
+    let also_typo = bad_config
+        .render()
+        .replace("[admin]\n", "colour = \"red\"\n[admin]\n");
+    let (code, _, stderr) = run_check_in(dir.path(), &also_typo)
+        .await
+        .expect("check runs");
+    assert_eq!(code, 1);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(
+        lines.len() == 2
+            && lines[0].contains("unknown key \"colour\"")
+            && lines[1].starts_with(&format!("{}: plugin ", entry(&also_typo, &good)))
+            && lines[1].ends_with("preferred must name at least one region"),
+        "stderr:\n{stderr}"
     );
     // A proxy refuses to start with a failing plugin, with exit code 1.
     let mut proxy = ProxyProcess::spawn(&bad_config.render()).expect("spawn");
@@ -647,4 +670,14 @@ async fn reload_picks_up_a_changed_plugin_file_under_load_without_failing_a_requ
         seen.len()
     );
     assert_eq!(west.requests() + east.requests(), 0);
+}
+
+/// `switchyard.toml:LINE:COL` of the `path` value of the plugin entry for `file` in `config`.
+fn entry(config: &str, file: &std::path::Path) -> String {
+    let line = format!("path = {:?}", file.display().to_string());
+    let number = config
+        .lines()
+        .position(|l| l == line)
+        .expect("the plugin's path line");
+    format!("switchyard.toml:{}:8", number + 1)
 }

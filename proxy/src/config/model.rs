@@ -182,4 +182,6 @@ pub struct PluginConfig {
     pub on_error: OnError,
     /// The plugin's `config` table, handed to its `init` as JSON.
     pub config: serde_json::Value,
+    /// Where the entry's `path` is written, for errors found when the plugin is loaded.
+    pub at: Option<super::SourcePos>,
 }

@@ -54,8 +54,14 @@ impl<'a> Diags<'a> {
         self.found.push((span.start, diagnostic));
     }
 
-    pub(crate) fn has_errors(&self) -> bool {
-        !self.found.is_empty()
+    /// Where `span` starts, for things checked after the file is read (plugins).
+    pub(crate) fn locate(&self, span: &Span) -> super::SourcePos {
+        let (line, column) = self.position(span.start);
+        super::SourcePos {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+        }
     }
 
     /// 1-based line of a byte offset, for messages that point at another place in the file.

@@ -178,10 +178,12 @@ pub(crate) fn plugins(d: &mut Diags<'_>, t: &Table<'_, '_>, base: &Path) -> Vec<
             }
         };
         if let Some(path) = path {
+            let at = p.value("path").map(|v| d.locate(&v.span()));
             out.push(PluginConfig {
                 path,
                 on_error,
                 config,
+                at,
             });
         }
     }

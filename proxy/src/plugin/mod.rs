@@ -34,12 +34,28 @@ pub use precompile::{
     SUBCOMMAND as COMPILER_SUBCOMMAND, child_main as compiler_main, compile_in_child_process,
 };
 
-use crate::config::{Config, ServiceConfig};
+use crate::config::{Config, ServiceConfig, SourcePos};
 use crate::policy::Policy;
 
-/// Every plugin problem found, one per line as `FILE: message`.
+/// A plugin that could not be loaded: where its entry is in the config, and why.
 #[derive(Debug)]
-pub struct PluginErrors(pub Vec<String>);
+pub struct PluginError {
+    pub at: Option<SourcePos>,
+    pub message: String,
+}
+
+impl fmt::Display for PluginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.at {
+            Some(at) => write!(f, "{at}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// Every plugin problem found, one per line as `FILE:LINE:COL: plugin PATH: message`.
+#[derive(Debug)]
+pub struct PluginErrors(pub Vec<PluginError>);
 
 impl fmt::Display for PluginErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -83,7 +99,10 @@ pub fn build_chain(svc: &ServiceConfig) -> Result<Option<PluginChain>, PluginErr
     for (slot, cfg) in svc.plugins.iter().enumerate() {
         match load::load(&svc.name, slot, cfg) {
             Ok(instances) => plugins.push(ChainPlugin::new(instances, cfg.on_error)),
-            Err(message) => errors.push(format!("{}: {message}", cfg.path.display())),
+            Err(message) => errors.push(PluginError {
+                at: cfg.at.clone(),
+                message: format!("plugin {}: {message}", cfg.path.display()),
+            }),
         }
     }
     // Loading allocated and freed a few MiB on this thread; do not keep them resident.
