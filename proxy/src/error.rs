@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use crate::body::ProxyBody;
+
 /// What went wrong with one attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
@@ -55,6 +57,10 @@ pub struct Error {
     /// The region the attempt went to.
     pub origin: String,
     pub detail: String,
+    /// The attempt's body when the request provably never left (a connect failure, a fresh
+    /// connection that closed first). A streamed body cannot be replayed, but this one was
+    /// never read, so it can still go to the next region.
+    pub unsent_body: Option<ProxyBody>,
 }
 
 impl Error {
@@ -63,7 +69,14 @@ impl Error {
             kind,
             origin: origin.to_owned(),
             detail: detail.into(),
+            unsent_body: None,
         }
+    }
+
+    /// Gives back the body of a request that never left.
+    pub fn with_unsent_body(mut self, body: ProxyBody) -> Self {
+        self.unsent_body = Some(body);
+        self
     }
 
     /// Whether a retry is allowed by the nature of the failure alone (method rules are applied

@@ -282,9 +282,12 @@ async fn attempt_loop(
                 svc.health.report_success(region, now.elapsed());
                 return Outcome::Answered { region, resp };
             }
-            Ok(Err(err)) => {
+            Ok(Err(mut err)) => {
                 tracing::debug!(service = %svc.config.name, "attempt {attempts} failed: {err}");
                 svc.health.report_failure(region);
+                if let Some(body) = err.unsent_body.take() {
+                    payload.give_back(body);
+                }
                 err.kind
             }
             Err(_) => {
@@ -361,7 +364,7 @@ fn should_retry(
     payload: &RequestPayload,
 ) -> bool {
     attempts < svc.config.retry.max_attempts
-        && payload.replayable()
+        && payload.can_resend()
         && may_retry(method, has_key, kind, &svc.config.retry.retry_on)
         && svc.budget.try_withdraw()
 }

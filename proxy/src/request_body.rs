@@ -2,7 +2,9 @@
 //!
 //! Bodies up to `buffer_body_limit` are read into memory before the first attempt so a retry
 //! can send them again. A larger body streams straight through and its request gets one
-//! attempt: once bytes have left, they cannot be taken back.
+//! attempt that sends it: once bytes have left, they cannot be taken back. An attempt that
+//! fails before sending anything (the region refused the connection) gives the body back, so
+//! the request can still go to the next region.
 
 use bytes::Bytes;
 use http_body::Body;
@@ -62,7 +64,19 @@ impl RequestPayload {
         }
     }
 
-    pub fn replayable(&self) -> bool {
-        matches!(self, RequestPayload::Replayable(_))
+    /// Whether another attempt can have a body: a replayable one always, a streamed one only
+    /// while it is still here (before the first attempt, or given back unsent).
+    pub fn can_resend(&self) -> bool {
+        match self {
+            RequestPayload::Replayable(_) => true,
+            RequestPayload::Streaming(body) => body.is_some(),
+        }
+    }
+
+    /// Takes back a streamed body an attempt never sent (see `Error::unsent_body`).
+    pub fn give_back(&mut self, body: ProxyBody) {
+        if let RequestPayload::Streaming(slot @ None) = self {
+            *slot = Some(body);
+        }
     }
 }

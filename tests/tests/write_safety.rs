@@ -125,6 +125,60 @@ async fn post_to_a_refused_primary_lands_on_the_secondary_exactly_once() {
     assert_eq!(west.requests_for("POST"), 0);
 }
 
+/// A body over `buffer_body_limit` streams and cannot be replayed, but a refused connection
+/// never read any of it: it goes to the next region, whole and once. Sent to a region that
+/// answered 503 it is not sent again.
+#[tokio::test]
+async fn a_streamed_upload_to_a_refused_primary_still_fails_over_whole() {
+    let west = FakeRegion::new("westus").start().await;
+    let east = FakeRegion::new("northeurope").start().await;
+    let config = TestConfig::new(&[&west, &east])
+        .service(QUIET)
+        .service("[services.retry]\nbuffer_body_limit = \"1KiB\"");
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
+    let upload = switchyard_tests::pattern_bytes(256 * 1024);
+    west.kill().await;
+    // The proxy holds an idle connection to westus from its first health probe. Give it a
+    // moment to see that close: a request written into a connection the region closed at the
+    // same instant may have been read, which is a different case (never resent).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let resp = http1_client()
+        .post(&config.url("/upload"), upload.clone(), &[])
+        .await
+        .expect("POST");
+    assert_eq!(resp.status.as_u16(), 200, "{}", proxy.logs());
+    assert_eq!(resp.region(), Some("northeurope"));
+    assert_eq!(resp.header("x-switchyard-attempts"), Some("2"));
+    let got = east.last_request().expect("east got it");
+    assert_eq!(got.body_len, Some(upload.len() as u64));
+    assert_eq!(
+        got.body_sha256.as_deref(),
+        Some(switchyard_tests::sha256_hex(&upload).as_str())
+    );
+    assert_eq!(east.requests_for("POST"), 1);
+
+    west.restart().await;
+    west.set_mode(Mode::Status(503)).await;
+    let resp = http1_client()
+        .request(
+            http::Method::PUT,
+            &config.url("/upload"),
+            &[],
+            upload.clone(),
+        )
+        .await
+        .expect("PUT");
+    assert_eq!(
+        resp.status.as_u16(),
+        503,
+        "a streamed body that left is not resent"
+    );
+    assert_eq!(resp.header("x-switchyard-attempts"), Some("1"));
+    assert_eq!(east.requests_for("PUT"), 0);
+}
+
 #[tokio::test]
 async fn post_to_a_503_primary_is_retried_only_with_an_idempotency_key() {
     let west = FakeRegion::new("westus").status(503).start().await;

@@ -86,11 +86,12 @@ impl Upstream {
             match fault.effect(&self.fault_counter) {
                 FaultEffect::None => {}
                 FaultEffect::Refuse => {
-                    return Err(Error::new(
+                    let refused = Error::new(
                         FailureKind::Connect,
                         &self.name,
                         "connection refused (drill fault: down)",
-                    ));
+                    );
+                    return Err(refused.with_unsent_body(req.into_body()));
                 }
                 FaultEffect::Respond(status) => {
                     let mut resp = Response::new(ProxyBody::Empty);
@@ -104,12 +105,18 @@ impl Upstream {
             Ok(resp) => return Ok(resp),
             Err(failed) => failed,
         };
-        let (kind, chain, tls) = match &failed {
-            SendError::Connect(e) => (FailureKind::Connect, error_chain(e), is_tls_failure(e)),
-            SendError::Unsent(e) => (FailureKind::Connect, error_chain(e), false),
-            SendError::Request(e) => (classify(e), error_chain(e), false),
+        let (kind, chain, tls, unsent) = match failed {
+            SendError::Connect(e, req) => {
+                let tls = is_tls_failure(&e);
+                (FailureKind::Connect, error_chain(&e), tls, Some(req))
+            }
+            SendError::Unsent(e, req) => (FailureKind::Connect, error_chain(&e), false, Some(req)),
+            SendError::Request(e) => (classify(&e), error_chain(&e), false, None),
         };
-        let error = Error::new(kind, &self.name, chain);
+        let mut error = Error::new(kind, &self.name, chain);
+        if let Some(req) = unsent {
+            error = error.with_unsent_body(req.into_body());
+        }
         if tls && self.tls_warning.due() {
             // A certificate problem is a configuration problem: say so loudly, once in a
             // while, not once per request.

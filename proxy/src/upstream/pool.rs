@@ -50,12 +50,12 @@ struct Idle {
 
 /// Why a request got no response.
 pub enum SendError {
-    /// No connection could be opened: the request never left.
-    Connect(io::Error),
+    /// No connection could be opened: the request never left, and here it is back.
+    Connect(io::Error, Box<Request<ProxyBody>>),
     /// The request was handed to a connection and failed there.
     Request(hyper::Error),
-    /// A fresh connection closed before taking the request: it never left.
-    Unsent(hyper::Error),
+    /// A fresh connection closed before taking the request: it never left, and here it is back.
+    Unsent(hyper::Error, Box<Request<ProxyBody>>),
 }
 
 enum Checkout {
@@ -96,10 +96,16 @@ impl Pool {
         }
         // The slow path (DNS, TCP, TLS, handshake) lives in its own allocation so the common
         // future stays small.
-        let conn = Box::pin(self.open()).await.map_err(SendError::Connect)?;
+        let conn = match Box::pin(self.open()).await {
+            Ok(conn) => conn,
+            Err(e) => return Err(SendError::Connect(e, Box::new(req))),
+        };
         match self.send_on(conn, req).await {
             Ok(resp) => Ok(resp),
-            Err(e) if e.message.is_some() => Err(SendError::Unsent(e.error)),
+            Err(Returned {
+                error,
+                message: Some(req),
+            }) => Err(SendError::Unsent(error, Box::new(req))),
             Err(e) => Err(SendError::Request(e.error)),
         }
     }
