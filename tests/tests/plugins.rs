@@ -566,6 +566,22 @@ async fn check_reports_garbage_wrong_worlds_and_failing_inits_at_their_config_en
             && lines[1].ends_with("preferred must name at least one region"),
         "stderr:\n{stderr}"
     );
+    // During init a plugin sees the service's regions, so a typo in a region name is caught.
+    let typo = TestConfig::new(&[&west, &east]).plugin(
+        &good,
+        "fail-open",
+        r#"{ preferred = ["northeurope", "westsu"] }"#,
+    );
+    let (code, _, stderr) = run_check_in(dir.path(), &typo.render())
+        .await
+        .expect("check runs");
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(
+            "init failed: preferred names region \"westsu\", which the service does not have (it has westus, northeurope)"
+        ),
+        "{stderr}"
+    );
     // A proxy refuses to start with a failing plugin, with exit code 1.
     let mut proxy = ProxyProcess::spawn(&bad_config.render()).expect("spawn");
     let status = proxy

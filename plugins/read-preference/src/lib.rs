@@ -21,6 +21,21 @@ impl Plugin for ReadPreference {
         if preferred.is_empty() {
             return Err("preferred must name at least one region".into());
         }
+        // During init the host lists the service's regions as configured, so a typo is
+        // refused here (and by `switchyard check`) instead of failing every read later.
+        // An empty list means a host that does not tell; then there is nothing to check.
+        let regions = host::regions();
+        if !regions.is_empty()
+            && let Some(unknown) = preferred
+                .iter()
+                .find(|name| !regions.iter().any(|r| &r.name == *name))
+        {
+            let known: Vec<&str> = regions.iter().map(|r| r.name.as_str()).collect();
+            return Err(format!(
+                "preferred names region {unknown:?}, which the service does not have (it has {})",
+                known.join(", ")
+            ));
+        }
         Ok(ReadPreference { preferred })
     }
 
@@ -100,6 +115,18 @@ mod tests {
             let req = Request::new(method, "/orders");
             assert_eq!(plugin.on_request(&req), Decision::Default, "{method}");
         }
+    }
+
+    #[test]
+    fn a_region_the_service_does_not_have_is_refused_at_init() {
+        let (_mock, _) = setup();
+        let err = ReadPreference::init(json!({ "preferred": ["northeurope", "westeuropa"] }))
+            .err()
+            .expect("a typo is refused");
+        assert_eq!(
+            err,
+            "preferred names region \"westeuropa\", which the service does not have (it has westus, northeurope, westeurope)"
+        );
     }
 
     #[test]

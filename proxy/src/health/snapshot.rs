@@ -65,6 +65,25 @@ impl HealthSnapshot {
         }
     }
 
+    /// The regions as configured, each taken as healthy: what plugins see before the service's
+    /// health exists (during `init`, and in `switchyard check`).
+    pub fn configured(regions: &[crate::config::RegionConfig]) -> Self {
+        HealthSnapshot::new(
+            regions
+                .iter()
+                .map(|r| RegionView {
+                    name: r.name.as_str().into(),
+                    priority: r.priority,
+                    state: RegionState::Healthy,
+                    write: r.write,
+                    serviceable: true,
+                    stable: true,
+                    recovering_since: None,
+                })
+                .collect(),
+        )
+    }
+
     /// The region default routing sends traffic to now.
     pub fn active(&self) -> Option<usize> {
         self.default_order.first().copied()

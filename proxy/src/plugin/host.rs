@@ -61,6 +61,8 @@ pub struct PluginShared {
     pub kv: Arc<KvStore>,
     /// The service's health, for region latency; set when the service starts.
     pub health: OnceLock<HealthHandle>,
+    /// The regions as configured, for `regions` before `health` is set (during `init`).
+    configured: HealthSnapshot,
     /// The plugin's counters by name, each also the Prometheus counter it is exported as.
     counters: Mutex<HashMap<String, prometheus_client::metrics::counter::Counter>>,
     /// (second since the process origin, lines logged in it).
@@ -71,12 +73,18 @@ pub struct PluginShared {
 }
 
 impl PluginShared {
-    pub fn new(name: Arc<str>, service: Arc<str>, kv: Arc<KvStore>) -> Self {
+    pub fn new(
+        name: Arc<str>,
+        service: Arc<str>,
+        kv: Arc<KvStore>,
+        configured: HealthSnapshot,
+    ) -> Self {
         PluginShared {
             name,
             service,
             kv,
             health: OnceLock::new(),
+            configured,
             counters: Mutex::new(HashMap::new()),
             log_window: AtomicU64::new(0),
             skips_response: AtomicBool::new(false),
@@ -222,12 +230,15 @@ impl types::Host for HostState {}
 
 impl HostState {
     /// `f` of the snapshot the current request is routed with, or else the service's current
-    /// one; `None` before the service has started.
-    fn with_snapshot<R>(&self, f: impl FnOnce(&HealthSnapshot) -> R) -> Option<R> {
+    /// one, or before the service has started (during `init`) the regions as configured.
+    fn with_snapshot<R>(&self, f: impl FnOnce(&HealthSnapshot) -> R) -> R {
         if SNAPSHOT.is_set() {
-            return Some(SNAPSHOT.with(f));
+            return SNAPSHOT.with(f);
         }
-        self.shared.health.get().map(|h| f(&h.snapshot()))
+        match self.shared.health.get() {
+            Some(h) => f(&h.snapshot()),
+            None => f(&self.shared.configured),
+        }
     }
 }
 
@@ -273,11 +284,11 @@ impl host::Host for HostState {
                 })
                 .collect()
         };
-        self.with_snapshot(build).unwrap_or_default()
+        self.with_snapshot(build)
     }
 
     fn regions_version(&mut self) -> u64 {
-        regions_version(self.with_snapshot(|s| s.generation).unwrap_or(0), now_ms())
+        regions_version(self.with_snapshot(|s| s.generation), now_ms())
     }
 
     fn log(&mut self, level: types::LogLevel, message: String) {

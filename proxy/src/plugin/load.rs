@@ -10,7 +10,8 @@ use super::host::{HostState, PluginShared};
 use super::kv::KvStore;
 use super::pool::{Instances, PREWARM};
 use super::{engine, wasi};
-use crate::config::PluginConfig;
+use crate::config::{PluginConfig, ServiceConfig};
+use crate::health::HealthSnapshot;
 
 /// The world a plugin must target, for error messages.
 const WORLD: &str = "switchyard:policy/policy@0.1.0";
@@ -42,8 +43,9 @@ pub fn plugin_name(cfg: &PluginConfig) -> String {
         .unwrap_or_else(|| cfg.path.display().to_string())
 }
 
-/// Loads plugin number `slot` of `service`; the error is the message after `PATH: `.
-pub fn load(service: &str, slot: usize, cfg: &PluginConfig) -> Result<Instances, String> {
+/// Loads plugin number `slot` of `svc`; the error is the message after `plugin PATH: `.
+pub fn load(svc: &ServiceConfig, slot: usize, cfg: &PluginConfig) -> Result<Instances, String> {
+    let service = svc.name.as_str();
     let bytes = std::fs::read(&cfg.path).map_err(|e| format!("cannot read the plugin: {e}"))?;
     shape(&bytes)?;
     let component = engine::compile(&bytes).map_err(|e| {
@@ -59,6 +61,7 @@ pub fn load(service: &str, slot: usize, cfg: &PluginConfig) -> Result<Instances,
         plugin_name(cfg).into(),
         service.into(),
         KvStore::for_plugin(service, slot, cfg.path.clone()),
+        HealthSnapshot::configured(&svc.regions),
     ));
     let instances = Instances::new(pre, cfg.config.to_string(), shared);
     instances.prewarm(PREWARM).map_err(|f| f.message)?;

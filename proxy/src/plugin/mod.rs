@@ -97,7 +97,7 @@ pub fn build_chain(svc: &ServiceConfig) -> Result<Option<PluginChain>, PluginErr
     let mut plugins = Vec::with_capacity(svc.plugins.len());
     let mut errors = Vec::new();
     for (slot, cfg) in svc.plugins.iter().enumerate() {
-        match load::load(&svc.name, slot, cfg) {
+        match load::load(svc, slot, cfg) {
             Ok(instances) => plugins.push(ChainPlugin::new(instances, cfg.on_error)),
             Err(message) => errors.push(PluginError {
                 at: cfg.at.clone(),
