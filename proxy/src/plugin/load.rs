@@ -8,7 +8,7 @@ use wasmtime::component::Linker;
 use super::bindings::{Policy, PolicyPre};
 use super::host::{HostState, PluginShared};
 use super::kv::KvStore;
-use super::pool::{Instances, PREWARM};
+use super::pool::{FaultKind, Instances, PREWARM};
 use super::{engine, wasi};
 use crate::config::{PluginConfig, ServiceConfig};
 use crate::health::HealthSnapshot;
@@ -63,6 +63,8 @@ pub fn load(svc: &ServiceConfig, slot: usize, cfg: &PluginConfig) -> Result<Inst
         KvStore::for_plugin(service, slot, cfg.path.clone()),
         HealthSnapshot::configured(&svc.regions),
     ));
+    let kinds = FaultKind::ALL.map(FaultKind::as_str);
+    crate::telemetry::metrics().prepare_plugin_errors(&shared.name, &kinds);
     let instances = Instances::new(pre, cfg.config.to_string(), shared);
     instances.prewarm(PREWARM).map_err(|f| f.message)?;
     Ok(instances)

@@ -52,6 +52,14 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
+    pub const ALL: [FaultKind; 5] = [
+        FaultKind::Trap,
+        FaultKind::Deadline,
+        FaultKind::Memory,
+        FaultKind::BadDecision,
+        FaultKind::Init,
+    ];
+
     /// The `kind` label of the plugin error metric.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -271,6 +271,34 @@ impl Metrics {
             .inc();
     }
 
+    /// Creates every `from` -> `to` failover series of a service at 0. Prometheus' `increase()`
+    /// and `rate()` need a series to exist before it counts: otherwise the first failover, the
+    /// one an alert is for, would be the series' first sample and read as no change.
+    pub fn prepare_failovers(&self, service: &str, regions: &[&str]) {
+        let service: Arc<str> = service.into();
+        for from in regions {
+            for to in regions.iter().filter(|to| *to != from) {
+                self.failovers.get_or_create_owned(&FailoverLabels {
+                    service: service.clone(),
+                    from: (*from).into(),
+                    to: (*to).into(),
+                });
+            }
+        }
+    }
+
+    /// Creates a plugin's error series at 0, one per kind, for the reason given at
+    /// [`Metrics::prepare_failovers`].
+    pub fn prepare_plugin_errors(&self, plugin: &str, kinds: &[&str]) {
+        let plugin: Arc<str> = plugin.into();
+        for kind in kinds {
+            self.plugin_errors.get_or_create_owned(&PluginLabels {
+                plugin: plugin.clone(),
+                kind: (*kind).into(),
+            });
+        }
+    }
+
     /// Sets `switchyard_region_healthy` and `switchyard_region_active` for one region.
     pub fn region_state(&self, service: &str, region: &str, healthy: bool, active: bool) {
         let labels = RegionLabels {
@@ -434,6 +462,19 @@ mod tests {
         assert_eq!(
             get("switchyard_plugin_errors_total{plugin=\"read-preference\",kind=\"trap\"}"),
             Some(1.0)
+        );
+        assert_eq!(
+            get("switchyard_failovers_total{service=\"metrics-test\",from=\"east\",to=\"west\"}"),
+            Some(0.0),
+            "every failover series exists from the start, at 0"
+        );
+        m.prepare_plugin_errors("fresh-plugin", &["trap", "deadline"]);
+        let text = m.encode();
+        assert!(
+            text.contains(
+                "switchyard_plugin_errors_total{plugin=\"fresh-plugin\",kind=\"deadline\"} 0"
+            ),
+            "{text}"
         );
         assert!(text.contains("le=\"0.005\""), "histogram buckets: {text}");
         assert!(

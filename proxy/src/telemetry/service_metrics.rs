@@ -27,6 +27,8 @@ impl Metrics {
     ) -> ServiceMetrics {
         let service: Arc<str> = service.into();
         let names: Vec<Arc<str>> = regions.into_iter().map(Arc::<str>::from).collect();
+        let plain: Vec<&str> = names.iter().map(|n| &**n).collect();
+        self.prepare_failovers(&service, &plain);
         let attempts = names
             .iter()
             .map(|name| {
