@@ -150,9 +150,10 @@ mod tests {
             sample(Some(1), 200, true, false),
             sample(None, 503, true, true),
             sample(None, 503, false, true),
+            sample(None, 502, true, true),
             sample(None, 0, false, false),
         ]);
-        assert_eq!((stats.requests, stats.errors, stats.refused), (5, 2, 1));
+        assert_eq!((stats.requests, stats.errors, stats.refused), (6, 3, 1));
         assert_eq!(stats.served_by(), "westus 50%, northeurope 50%");
     }
 

@@ -51,10 +51,11 @@ impl Sample {
         (200..300).contains(&self.status)
     }
 
-    /// A write the sidecar answered itself (a policy answer such as write-pinning's 503 while
-    /// the write region is down): a clear, retryable refusal rather than an error.
+    /// A write the sidecar refused itself with a 503 (a policy answer such as write-pinning's
+    /// while the write region is down): a clear, retryable refusal rather than an error. Its
+    /// 502 and 504 (a write that may have been applied) are errors, not refusals.
     pub fn refused_write(&self) -> bool {
-        self.write && self.degraded && !self.ok()
+        self.write && self.degraded && self.status == 503
     }
 
     /// Failed in any other way: the app got an error it could not have expected.
