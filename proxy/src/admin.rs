@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::app::{AppState, ServiceEntry};
-use crate::health::HealthEvent;
+use crate::health::{HealthEvent, RegionState};
 use crate::upstream::fault::Fault;
 
 type AdminResponse = Response<Full<Bytes>>;
@@ -381,9 +381,17 @@ async fn failover(state: &AppState, svc: &str, body: Value) -> AdminResponse {
         Err(resp) => return resp,
     };
     let service = entry.slot.load_full();
-    let previous = service
-        .health
-        .snapshot()
+    let snapshot = service.health.snapshot();
+    // A drained region takes no traffic by the operator's own order: writes pinned there
+    // would all be refused. An unhealthy one is allowed (health checks can be wrong, and a
+    // failover during an outage is when this is used).
+    if snapshot.regions.get(index).map(|r| r.state) == Some(RegionState::Drained) {
+        return error(
+            StatusCode::CONFLICT,
+            format!("region {target} is drained: undrain it before moving writes there"),
+        );
+    }
+    let previous = snapshot
         .write_region()
         .map(|i| service.config.regions[i].name.clone());
     tracing::warn!(

@@ -45,6 +45,35 @@ async fn drain_and_undrain_move_traffic_and_show_in_status() {
             .as_deref(),
         Some("drained")
     );
+    // Writes cannot be moved to a region the operator drained.
+    let drain = proxy
+        .admin_post("/services/orders/regions/northeurope/drain", "")
+        .await
+        .expect("drain");
+    assert_eq!(drain.status.as_u16(), 200);
+    let refused = proxy
+        .admin_post(
+            "/services/orders/failover",
+            r#"{"write_region":"northeurope"}"#,
+        )
+        .await
+        .expect("failover");
+    assert_eq!(refused.status.as_u16(), 409, "{}", refused.text());
+    assert!(
+        refused.json().expect("JSON")["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("drained"))
+    );
+    let region = proxy
+        .region_status("orders", "northeurope")
+        .await
+        .expect("status");
+    assert_eq!(region.expect("region")["write"], false, "nothing changed");
+    let undrain = proxy
+        .admin_post("/services/orders/regions/northeurope/undrain", "")
+        .await
+        .expect("undrain");
+    assert_eq!(undrain.status.as_u16(), 200);
 
     let resp = proxy
         .admin_post("/services/orders/regions/westus/undrain", "")
