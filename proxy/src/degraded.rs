@@ -16,6 +16,24 @@ use crate::headers::{
 };
 use crate::policy::LocalResponse;
 
+/// Statuses whose responses never have content (RFC 9110 sections 15.3.5, 15.3.6, 15.4.5).
+pub fn has_no_content(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 204 | 205 | 304)
+}
+
+/// Makes a response the sidecar made itself fit the request: no body for `HEAD` or for a
+/// status that has none. hyper leaves that to the service; over HTTP/2 it would send the body
+/// and break the stream.
+pub fn fit_to_request<B: Default>(resp: &mut Response<B>, head_request: bool) {
+    let no_content = has_no_content(resp.status());
+    if head_request || no_content {
+        *resp.body_mut() = B::default();
+    }
+    if no_content {
+        resp.headers_mut().remove(header::CONTENT_LENGTH);
+    }
+}
+
 /// The region header value on responses no region made.
 const NO_REGION: HeaderValue = HeaderValue::from_static("none");
 
@@ -86,4 +104,28 @@ pub fn stamp<B>(resp: &mut Response<B>, region: Option<&str>, attempts: u32) {
     };
     h.insert(X_SWITCHYARD_REGION, region);
     h.insert(X_SWITCHYARD_ATTEMPTS, HeaderValue::from(attempts));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_and_no_content_statuses_lose_the_body() {
+        let mut head = Response::new(ProxyBody::full("down"));
+        fit_to_request(&mut head, true);
+        assert!(matches!(head.body(), ProxyBody::Empty));
+        for status in [204, 205, 304] {
+            let mut resp = Response::new(ProxyBody::full("x"));
+            *resp.status_mut() = StatusCode::from_u16(status).expect("status");
+            resp.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from_static("1"));
+            fit_to_request(&mut resp, false);
+            assert!(matches!(resp.body(), ProxyBody::Empty), "{status}");
+            assert!(resp.headers().get(header::CONTENT_LENGTH).is_none());
+        }
+        let mut get = Response::new(ProxyBody::full("down"));
+        fit_to_request(&mut get, false);
+        assert!(!matches!(get.body(), ProxyBody::Empty));
+    }
 }

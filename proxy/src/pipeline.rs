@@ -104,9 +104,13 @@ pub async fn handle(
         tls: conn.tls,
         client: conn.remote.ip(),
     });
-    let resp = respond(svc.clone(), req, conn, started)
+    let head_request = req.method() == Method::HEAD;
+    let mut resp = respond(svc.clone(), req, conn, started)
         .instrument(span.clone())
         .await;
+    if resp.headers().contains_key(headers::X_SWITCHYARD_DEGRADED) {
+        degraded::fit_to_request(&mut resp, head_request);
+    }
     observe(&svc, &span, &resp, started.elapsed());
     resp
 }
@@ -136,6 +140,14 @@ async fn respond(
 ) -> Response<ProxyBody> {
     if let Some(reason) = headers::host_problem(req.version(), req.headers()) {
         return degraded::error_response(StatusCode::BAD_REQUEST, reason, 0);
+    }
+    // A tunnel to wherever the client names is not forwarding to a region.
+    if req.method() == Method::CONNECT {
+        return degraded::error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "connect-not-supported",
+            0,
+        );
     }
     let client_upgrade = headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();

@@ -281,6 +281,32 @@ async fn head_and_no_content_responses_have_no_body() {
     );
 }
 
+/// The sidecar's own answers (degraded, plugin, errors) carry a body as made; HEAD must go out
+/// without it on both protocols (over HTTP/2 a body on a HEAD response breaks the stream).
+#[tokio::test]
+async fn the_sidecars_own_answers_to_head_have_no_body_over_http1_and_h2() {
+    let west = FakeRegion::new("westus").start().await;
+    let config = TestConfig::new(&[&west]).service(
+        "[services.degraded]\nbody = \"orders are down\"\n[services.health]\ninterval = \"30s\"",
+    );
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
+    west.kill().await;
+    for client in [http1_client(), switchyard_tests::h2c_client()] {
+        let head = client
+            .request(Method::HEAD, &config.url("/o"), &[], bytes::Bytes::new())
+            .await
+            .expect("HEAD answered, not reset");
+        assert_eq!(head.status.as_u16(), 503, "{}", proxy.logs());
+        assert_eq!(head.header("x-switchyard-degraded"), Some("1"));
+        assert!(head.body.is_empty());
+        let get = client.get(&config.url("/o")).await.expect("GET");
+        assert_eq!(get.status.as_u16(), 503);
+        assert_eq!(get.text(), "orders are down");
+    }
+}
+
 #[tokio::test]
 async fn malformed_and_hostile_requests_get_clean_errors_and_never_reach_elsewhere() {
     let west = FakeRegion::new("westus").start().await;
@@ -358,6 +384,19 @@ async fn malformed_and_hostile_requests_get_clean_errors_and_never_reach_elsewhe
     assert_eq!(seen.path, "/steal");
     assert_eq!(seen.header("host"), Some(west.authority().as_str()));
     assert_eq!(seen.header("x-forwarded-host"), Some("evil.example:1234"));
+
+    // CONNECT asks for a tunnel to wherever the client names: refused, never forwarded.
+    let connect = raw_http(
+        addr,
+        b"CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n",
+    )
+    .await
+    .expect("raw");
+    assert!(connect.starts_with("HTTP/1.1 405"), "{connect}");
+    assert!(
+        connect.contains("x-switchyard-error: connect-not-supported"),
+        "{connect}"
+    );
 
     // Still alive and serving after all that.
     let ok = http1_client().get(&config.url("/")).await.expect("GET");

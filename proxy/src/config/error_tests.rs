@@ -213,6 +213,10 @@ fn value_checks() {
             "10:10: \"status\" must be between 200 and 599, got 700",
         ),
         (
+            "[services.degraded]\nstatus = 204\nbody = \"x\"",
+            "11:8: a 204 response has no body: remove body",
+        ),
+        (
             "[services.degraded]\nstatus = 101",
             "10:10: \"status\" must be between 200 and 599, got 101",
         ),

@@ -340,6 +340,15 @@ fn degraded(d: &mut Diags<'_>, t: &Table<'_, '_>) -> DegradedConfig {
     }
     if let Some(body) = g.string(d, "body") {
         degraded.body = Bytes::from(body.value.to_owned());
+        if !body.value.is_empty() && crate::degraded::has_no_content(degraded.status) {
+            d.error(
+                &body.span,
+                format!(
+                    "a {} response has no body: remove body",
+                    degraded.status.as_u16()
+                ),
+            );
+        }
     }
     if let Some(ct) = g.string(d, "content_type") {
         if ct.value.is_empty() || HeaderValue::from_str(ct.value).is_err() {
