@@ -7,14 +7,12 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 
 use crate::admin;
 use crate::config::Config;
 use crate::plugin::{self, PluginErrors};
 use crate::server;
 use crate::service::{BuildError, Service, ServiceSlot};
-use crate::upstream::TlsError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -22,8 +20,6 @@ pub enum StartError {
     Bind(std::io::Error),
     #[error("{0}")]
     Build(#[from] BuildError),
-    #[error("service {service}: listener TLS: {source}")]
-    ListenerTls { service: String, source: TlsError },
     #[error("{0}")]
     Plugin(#[from] PluginErrors),
 }
@@ -68,7 +64,6 @@ impl AppState {
 struct BoundService {
     listener: TcpListener,
     slot: ServiceSlot,
-    tls: Option<TlsAcceptor>,
 }
 
 pub struct App {
@@ -89,16 +84,6 @@ impl App {
             let listener = server::bind(svc.listen, &format!("service {}", svc.name))
                 .await
                 .map_err(StartError::Bind)?;
-            let tls =
-                match &svc.tls {
-                    Some(tls) => Some(server::tls_acceptor(tls).map_err(|source| {
-                        StartError::ListenerTls {
-                            service: svc.name.clone(),
-                            source,
-                        }
-                    })?),
-                    None => None,
-                };
             let policy = plugin::build_policy(svc)?;
             let service = Service::start(Arc::new(svc.clone()), policy, None)?;
             let slot: ServiceSlot = Arc::new(ArcSwap::from_pointee(service));
@@ -107,11 +92,7 @@ impl App {
                 slot: slot.clone(),
                 listen: listener.local_addr().unwrap_or(svc.listen),
             });
-            bound.push(BoundService {
-                listener,
-                slot,
-                tls,
-            });
+            bound.push(BoundService { listener, slot });
         }
         let state = Arc::new(AppState {
             config: ArcSwap::from_pointee(config),
@@ -158,7 +139,6 @@ impl App {
             servers.push(tokio::spawn(server::serve(
                 b.listener,
                 b.slot,
-                b.tls,
                 stop_rx.clone(),
             )));
         }

@@ -3,7 +3,9 @@
 //! Everything is built before anything is swapped, so a bad config or plugin changes nothing.
 //! Region health, drains and drill faults carry over for regions that keep their name, and so
 //! does a write region moved by manual failover unless the new config moves it itself.
-//! Listener addresses are bound at start and cannot move by reload.
+//! Listener addresses are bound at start and cannot move by reload; a listener's certificate
+//! and key are read again, so a reload rotates them for new connections. `[telemetry]` and
+//! `workers` are set up once at start: a reload that changes them is refused.
 
 use std::sync::Arc;
 
@@ -87,6 +89,13 @@ fn same_listeners(current: &Config, next: &Config) -> Result<(), String> {
             "reload cannot add or remove services or change listen addresses or listener TLS; \
              restart switchyard for that"
                 .into(),
+        );
+    }
+    // Set up once at start (the trace exporter, the log format, the runtime's threads):
+    // refused rather than reported as reloaded and silently kept.
+    if current.telemetry != next.telemetry || current.workers != next.workers {
+        return Err(
+            "reload cannot change [telemetry] or workers; restart switchyard for that".into(),
         );
     }
     Ok(())

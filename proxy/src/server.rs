@@ -86,7 +86,6 @@ pub fn http_builder() -> auto::Builder<TokioExecutor> {
 pub async fn serve(
     listener: TcpListener,
     slot: ServiceSlot,
-    tls: Option<TlsAcceptor>,
     mut stop: watch::Receiver<bool>,
 ) -> GracefulShutdown {
     let graceful = GracefulShutdown::new();
@@ -108,7 +107,8 @@ pub async fn serve(
         let slot = slot.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
-        let tls = tls.clone();
+        // The current service's: a reload may have rotated the certificate.
+        let tls = slot.load().tls.clone();
         tokio::spawn(async move {
             let info = ConnInfo::new(remote, tls.is_some());
             match tls {

@@ -7,12 +7,14 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 use crate::config::ServiceConfig;
 use crate::health::active::probe_loop;
 use crate::health::{HealthEvent, HealthHandle, HealthMonitor, HealthMonitorState};
 use crate::policy::{DefaultPolicy, Policy};
 use crate::retry::RetryBudget;
+use crate::server;
 use crate::stale::StaleCache;
 use crate::telemetry::{ServiceMetrics, metrics};
 use crate::upstream::{TlsError, Upstream};
@@ -22,10 +24,11 @@ use crate::write_gate::WriteGate;
 pub type ServiceSlot = Arc<ArcSwap<Service>>;
 
 #[derive(Debug, thiserror::Error)]
-#[error("service {service}, region {region}: {source}")]
+#[error("service {service}, {part}: {source}")]
 pub struct BuildError {
     pub service: String,
-    pub region: String,
+    /// "listener TLS" or "region NAME".
+    pub part: String,
     pub source: Box<TlsError>,
 }
 
@@ -42,6 +45,9 @@ pub struct Service {
     pub stale: Option<Arc<StaleCache>>,
     /// Holds writes while the write region moves (`POST /services/{svc}/failover`).
     pub writes: WriteGate,
+    /// The listener's TLS, when configured. It lives here, not with the listener, so a reload
+    /// that swaps the service also rotates the certificate for new connections.
+    pub tls: Option<TlsAcceptor>,
     probes: Vec<JoinHandle<()>>,
     monitor: std::sync::Mutex<Option<JoinHandle<HealthMonitorState>>>,
 }
@@ -54,12 +60,20 @@ impl Service {
         policy: Option<Arc<dyn Policy>>,
         previous: Option<&HealthMonitorState>,
     ) -> Result<Service, BuildError> {
+        let tls = match &config.tls {
+            Some(tls) => Some(server::tls_acceptor(tls).map_err(|source| BuildError {
+                service: config.name.clone(),
+                part: "listener TLS".into(),
+                source: Box::new(source),
+            })?),
+            None => None,
+        };
         let mut upstreams = Vec::with_capacity(config.regions.len());
         for region in &config.regions {
             let up = Upstream::new(region, config.retry.per_try_timeout).map_err(|source| {
                 BuildError {
                     service: config.name.clone(),
-                    region: region.name.clone(),
+                    part: format!("region {}", region.name),
                     source: Box::new(source),
                 }
             })?;
@@ -87,6 +101,7 @@ impl Service {
             stale: (!config.degraded.stale_if_error.is_zero())
                 .then(|| Arc::new(StaleCache::new(config.degraded.stale_if_error))),
             writes: WriteGate::default(),
+            tls,
             metrics: metrics()
                 .service(&config.name, config.regions.iter().map(|r| r.name.as_str())),
             config,

@@ -307,6 +307,72 @@ async fn the_sidecars_own_answers_to_head_have_no_body_over_http1_and_h2() {
     }
 }
 
+/// Certificates expire and get rotated: a reload reads the listener's certificate and key
+/// again, and new connections get the new one, without a restart.
+#[tokio::test]
+async fn a_reload_rotates_the_listener_certificate() {
+    let west = FakeRegion::new("westus").start().await;
+    let (old, new) = (TestPki::new(), TestPki::new());
+    let dir = ProxyProcess::new_dir().expect("dir");
+    let install = |pki: &TestPki| {
+        std::fs::copy(pki.server_cert(), dir.path().join("listener.pem")).expect("copy cert");
+        std::fs::copy(pki.server_key(), dir.path().join("listener.key")).expect("copy key");
+    };
+    install(&old);
+    let config = TestConfig::new(&[&west]);
+    let listen = format!("listen = \"127.0.0.1:{}\"\n", config.port);
+    let text = config.render().replacen(
+        &listen,
+        &format!("{listen}tls = {{ cert = \"listener.pem\", key = \"listener.key\" }}\n"),
+        1,
+    );
+    let url = format!("https://127.0.0.1:{}/o", config.port);
+    let proxy = ProxyProcess::builder(&text)
+        .dir(dir)
+        .start()
+        .await
+        .expect("proxy starts");
+    let before = switchyard_tests::https_client(&old)
+        .get(&url)
+        .await
+        .expect("HTTPS");
+    assert_eq!(before.status.as_u16(), 200, "{}", proxy.logs());
+    assert!(
+        switchyard_tests::https_client(&new)
+            .get(&url)
+            .await
+            .is_err()
+    );
+
+    std::fs::copy(new.server_cert(), proxy.dir().join("listener.pem")).expect("copy cert");
+    std::fs::copy(new.server_key(), proxy.dir().join("listener.key")).expect("copy key");
+    let reloaded = proxy.admin_post("/reload", "").await.expect("reload");
+    assert_eq!(reloaded.status.as_u16(), 200, "{}", reloaded.text());
+    let after = switchyard_tests::https_client(&new)
+        .get(&url)
+        .await
+        .expect("HTTPS");
+    assert_eq!(after.status.as_u16(), 200);
+    assert_eq!(after.region(), Some("westus"));
+    assert!(
+        switchyard_tests::https_client(&old)
+            .get(&url)
+            .await
+            .is_err()
+    );
+
+    // What a reload cannot apply it refuses, instead of reporting success and keeping it.
+    let telemetry = text.replacen(
+        "[admin]",
+        "[telemetry]\nservice_name = \"renamed\"\n\n[admin]",
+        1,
+    );
+    proxy.write_config(&telemetry).expect("write config");
+    let refused = proxy.admin_post("/reload", "").await.expect("reload");
+    assert_eq!(refused.status.as_u16(), 400, "{}", refused.text());
+    assert!(refused.text().contains("[telemetry]"), "{}", refused.text());
+}
+
 #[tokio::test]
 async fn malformed_and_hostile_requests_get_clean_errors_and_never_reach_elsewhere() {
     let west = FakeRegion::new("westus").start().await;

@@ -40,7 +40,7 @@ pub enum LogFormat {
     Json,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TelemetryConfig {
     pub service_name: String,
     pub otlp_endpoint: Option<String>,
