@@ -9,10 +9,9 @@
 //! rule, which closes the connection after an ambiguous request, so nothing can be smuggled
 //! behind it.
 
-use std::time::Duration;
-
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 const PEEK_BYTES: usize = 16 * 1024;
 
@@ -43,14 +42,18 @@ fn ambiguous_head(bytes: &[u8]) -> bool {
 }
 
 /// Peeks at the first request; when it is ambiguous, answers 400 and returns false (the
-/// caller drops the connection). Otherwise nothing is consumed.
-pub async fn admit(stream: &mut TcpStream) -> bool {
+/// caller drops the connection). Also false when nothing arrives by `deadline` (the first-bytes
+/// timeout) or the connection failed. Otherwise nothing is consumed.
+pub async fn admit(stream: &mut TcpStream, deadline: Instant) -> bool {
     let mut buf = vec![0u8; PEEK_BYTES];
-    let peeked = tokio::time::timeout(Duration::from_secs(10), stream.peek(&mut buf)).await;
+    let peeked = tokio::time::timeout_at(deadline, stream.peek(&mut buf)).await;
     let Ok(Ok(n)) = peeked else {
-        // Slow or failed: let hyper apply its own timeouts and errors.
-        return true;
+        return false;
     };
+    if n == 0 {
+        // Closed before a byte: nothing to serve.
+        return false;
+    }
     if !ambiguous_head(&buf[..n]) {
         return true;
     }

@@ -25,6 +25,7 @@ pub mod config;
 pub mod degraded;
 pub mod demo;
 pub mod error;
+pub mod first_bytes;
 pub mod framing;
 pub mod headers;
 pub mod health;

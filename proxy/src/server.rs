@@ -12,9 +12,11 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::ServerTls;
+use crate::first_bytes::{FIRST_BYTES_TIMEOUT, FirstBytes};
 use crate::framing;
 use crate::pipeline::{self, ConnInfo};
 use crate::service::ServiceSlot;
@@ -114,7 +116,9 @@ pub async fn serve(
             match tls {
                 None => {
                     let mut stream = stream;
-                    if framing::admit(&mut stream).await {
+                    let deadline = Instant::now() + FIRST_BYTES_TIMEOUT;
+                    if framing::admit(&mut stream, deadline).await {
+                        let stream = FirstBytes::new(stream, deadline);
                         serve_conn(stream, info, slot, &builder, watcher).await;
                     }
                 }
@@ -123,7 +127,9 @@ pub async fn serve(
                         tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
                     match handshake.await {
                         Ok(Ok(tls_stream)) => {
-                            serve_conn(tls_stream, info, slot, &builder, watcher).await
+                            let deadline = Instant::now() + FIRST_BYTES_TIMEOUT;
+                            let stream = FirstBytes::new(tls_stream, deadline);
+                            serve_conn(stream, info, slot, &builder, watcher).await
                         }
                         Ok(Err(e)) => tracing::debug!(%remote, "TLS handshake failed: {e}"),
                         Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),

@@ -373,6 +373,37 @@ async fn a_reload_rotates_the_listener_certificate() {
     assert!(refused.text().contains("[telemetry]"), "{}", refused.text());
 }
 
+/// A connection that sends nothing, or a few bytes of an HTTP/2 preface, is closed after the
+/// first-bytes timeout (30 s) instead of holding a file descriptor for ever.
+#[tokio::test]
+async fn connections_that_never_send_a_request_are_closed_after_30_seconds() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let west = FakeRegion::new("westus").start().await;
+    let config = TestConfig::new(&[&west]);
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], config.port));
+    let opened = std::time::Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut partial = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    partial.write_all(b"PRI * HTTP").await.expect("write");
+    for conn in [&mut silent, &mut partial] {
+        let mut buf = [0u8; 64];
+        let closed = tokio::time::timeout(Duration::from_secs(45), conn.read(&mut buf))
+            .await
+            .expect("closed by the proxy within 45 s");
+        assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    }
+    let waited = opened.elapsed();
+    assert!(
+        waited >= Duration::from_secs(29),
+        "closed too early: {waited:?}"
+    );
+    let ok = http1_client().get(&config.url("/")).await.expect("GET");
+    assert_eq!(ok.status.as_u16(), 200, "{}", proxy.logs());
+}
+
 #[tokio::test]
 async fn malformed_and_hostile_requests_get_clean_errors_and_never_reach_elsewhere() {
     let west = FakeRegion::new("westus").start().await;
