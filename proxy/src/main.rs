@@ -129,6 +129,23 @@ fn check(path: &std::path::Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Every connection is a file descriptor, two when proxied; a soft limit of 1024 (a common
+/// default) would cap the sidecar near 500 clients. Raise it to the hard limit, as nginx's
+/// `worker_rlimit_nofile` and Go's runtime do; the operator's hard limit still applies.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                eprintln!(
+                    "switchyard: cannot raise the open files limit from {soft} to {hard}: {e}"
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
 fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
     if workers == 1 {
         // One worker means one thread doing everything, as with nginx's `worker_processes 1`
@@ -151,6 +168,7 @@ fn run(path: &std::path::Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    raise_open_files_limit();
     let rt = match runtime(config.workers) {
         Ok(rt) => rt,
         Err(e) => {

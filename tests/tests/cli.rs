@@ -303,3 +303,48 @@ url = "{users}"
         "{status}"
     );
 }
+
+/// A soft open-files limit of a few hundred would cap the sidecar at a few hundred clients;
+/// `run` raises it to the hard limit.
+#[tokio::test]
+async fn run_raises_the_open_files_limit_to_the_hard_limit() {
+    let west = FakeRegion::new("westus").start().await;
+    let config = TestConfig::new(&[&west]);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("switchyard.toml");
+    std::fs::write(&path, config.render()).expect("write config");
+    let bin = switchyard_tests::binary_path().expect("binary");
+    let mut child = tokio::process::Command::new("bash")
+        .arg("-c")
+        .arg(r#"ulimit -Sn 256 && exec "$0" run --config "$1""#)
+        .arg(&bin)
+        .arg(&path)
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id().expect("pid");
+    let limits = format!("/proc/{pid}/limits");
+    let comm = format!("/proc/{pid}/comm");
+    let read_soft_hard = || -> Option<(String, String)> {
+        // Only once bash has set the low limit and exec'd the sidecar.
+        let name = std::fs::read_to_string(&comm).ok()?;
+        if name.trim() != "switchyard" {
+            return None;
+        }
+        let text = std::fs::read_to_string(&limits).ok()?;
+        let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+        let mut fields = line.split_whitespace().skip(3);
+        Some((fields.next()?.to_owned(), fields.next()?.to_owned()))
+    };
+    let raised = switchyard_tests::eventually(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        || async { read_soft_hard().is_some_and(|(soft, hard)| soft == hard && soft != "256") },
+    )
+    .await;
+    let seen = read_soft_hard();
+    let _ = child.kill().await;
+    assert!(raised, "soft limit not raised: {seen:?}");
+}
