@@ -182,7 +182,8 @@ async fn respond(
     let decision = match svc.policy.on_request(&head, &snapshot) {
         Ok(d) => d,
         Err(refused) => {
-            tracing::warn!(service = %svc.config.name, plugin = %refused.plugin, "plugin failed closed");
+            // The fault itself was logged (rate-limited) and counted where it happened.
+            tracing::debug!(service = %svc.config.name, plugin = %refused.plugin, "plugin failed closed");
             return degraded::error_response(StatusCode::SERVICE_UNAVAILABLE, "plugin", 0);
         }
     };

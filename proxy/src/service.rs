@@ -70,13 +70,13 @@ impl Service {
         };
         let mut upstreams = Vec::with_capacity(config.regions.len());
         for region in &config.regions {
-            let up = Upstream::new(region, config.retry.per_try_timeout).map_err(|source| {
-                BuildError {
+            let up = Upstream::new(&config.name, region, config.retry.per_try_timeout).map_err(
+                |source| BuildError {
                     service: config.name.clone(),
                     part: format!("region {}", region.name),
                     source: Box::new(source),
-                }
-            })?;
+                },
+            )?;
             upstreams.push(Arc::new(up));
         }
         let (monitor, health, events) = HealthMonitor::new(config.clone(), previous);

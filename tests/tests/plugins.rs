@@ -366,6 +366,12 @@ async fn fault_is_contained(name: &str, config: &str, kind: &str) {
         p_open.stderr().contains("plugin failed"),
         "{name}: the fault is logged"
     );
+    assert_eq!(
+        p_open.stderr().matches("plugin failed: ").count(),
+        1,
+        "{name}: three faults in a row are one log line (rate-limited), not three\n{}",
+        p_open.stderr()
+    );
 
     let (west, east, closed, p_closed) = one_plugin(name, "fail-closed", config).await;
     for i in 0..3 {

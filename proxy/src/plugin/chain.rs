@@ -21,6 +21,7 @@ use crate::health::{HealthHandle, HealthSnapshot};
 use crate::policy::{
     Decision, LocalResponse, Policy, PolicyRefused, RequestHead, ResponseAction, UnavailableAction,
 };
+use crate::telemetry::log_limit::LogLimit;
 
 /// Consecutive faults that open a plugin's breaker...
 pub const BREAKER_FAULTS: u32 = 5;
@@ -28,6 +29,10 @@ pub const BREAKER_FAULTS: u32 = 5;
 pub const BREAKER_WINDOW_MS: u64 = 10_000;
 /// ...for this long, during which the plugin is not called.
 pub const BREAKER_COOLDOWN_MS: u64 = 5_000;
+
+/// A failing plugin's faults are logged at most once per this many seconds (each log line says
+/// how many were held back; the error metric counts every one).
+pub const FAULT_LOG_PERIOD_SECS: u64 = 5;
 
 /// Headers a plugin may not set: the host frames the body and owns the connection.
 const FORBIDDEN: &[&str] = &[
@@ -48,6 +53,8 @@ pub struct ChainPlugin {
     pub instances: Instances,
     pub on_error: OnError,
     breaker: Breaker,
+    /// A plugin that fails on every request would otherwise log every request.
+    fault_log: LogLimit,
 }
 
 impl ChainPlugin {
@@ -56,6 +63,7 @@ impl ChainPlugin {
             instances,
             on_error,
             breaker: Breaker::default(),
+            fault_log: LogLimit::every(FAULT_LOG_PERIOD_SECS),
         }
     }
 
@@ -82,13 +90,16 @@ impl PluginChain {
         let (plugin, service) = (p.name(), &*p.instances.shared.service);
         // The one metrics call site for plugin faults.
         crate::telemetry::metrics().plugin_error(plugin, fault.kind.as_str());
-        tracing::warn!(
-            plugin,
-            service,
-            kind = fault.kind.as_str(),
-            "plugin failed: {}",
-            fault.message
-        );
+        if let Some(held_back) = p.fault_log.check() {
+            tracing::warn!(
+                plugin,
+                service,
+                kind = fault.kind.as_str(),
+                held_back,
+                "plugin failed: {}",
+                fault.message
+            );
+        }
         if p.breaker.record_fault(now_ms()) {
             tracing::error!(
                 plugin,

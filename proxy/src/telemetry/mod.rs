@@ -11,6 +11,7 @@
 //! trace layer exists, so request spans are disabled at their call sites.
 
 pub mod exposition;
+pub mod log_limit;
 pub mod logs;
 pub mod metrics;
 pub mod otlp;

@@ -18,6 +18,7 @@ use http::{HeaderValue, Request, Response, Uri};
 use crate::body::ProxyBody;
 use crate::config::RegionConfig;
 use crate::error::{Error, FailureKind};
+use crate::telemetry::log_limit::LogLimit;
 use connect::Connector;
 use fault::{Fault, FaultCounter, FaultEffect};
 pub use pool::RegionBody;
@@ -27,28 +28,35 @@ pub use tls::TlsError;
 /// A region's connection pool and its address.
 pub struct Upstream {
     pub name: Arc<str>,
+    /// The service the region belongs to, for log lines.
+    service: Arc<str>,
     pool: Arc<Pool>,
     base_path: String,
     host_header: HeaderValue,
     fault: ArcSwapOption<Fault>,
     fault_counter: FaultCounter,
-    tls_warning: RateLimit,
+    tls_warning: LogLimit,
 }
 
 impl Upstream {
     /// Prepares the pool; reads TLS files, so it runs at load time, never per request.
-    pub fn new(region: &RegionConfig, connect_timeout: Duration) -> Result<Self, TlsError> {
+    pub fn new(
+        service: &str,
+        region: &RegionConfig,
+        connect_timeout: Duration,
+    ) -> Result<Self, TlsError> {
         let connector = Connector::new(region, connect_timeout)?;
         let host_header = HeaderValue::from_str(region.authority.as_str())
             .map_err(|e| TlsError::Rustls(rustls::Error::General(format!("authority: {e}"))))?;
         Ok(Upstream {
             name: region.name.as_str().into(),
+            service: service.into(),
             pool: Pool::new(connector),
             base_path: region.base_path.clone(),
             host_header,
             fault: ArcSwapOption::empty(),
             fault_counter: FaultCounter::default(),
-            tls_warning: RateLimit::default(),
+            tls_warning: LogLimit::every(10),
         })
     }
 
@@ -117,10 +125,16 @@ impl Upstream {
         if let Some(req) = unsent {
             error = error.with_unsent_body(req.into_body());
         }
-        if tls && self.tls_warning.due() {
+        if tls && let Some(held_back) = self.tls_warning.check() {
             // A certificate problem is a configuration problem: say so loudly, once in a
             // while, not once per request.
-            tracing::warn!(region = %self.name, "TLS to region failed: {}", error.detail);
+            tracing::warn!(
+                service = %self.service,
+                region = %self.name,
+                held_back,
+                "TLS to region failed: {}",
+                error.detail
+            );
         }
         Err(error)
     }
@@ -179,28 +193,6 @@ fn is_tls_failure(err: &(dyn StdError + 'static)) -> bool {
         };
     }
     false
-}
-
-/// Lets a log line through at most once per ten seconds.
-#[derive(Default)]
-struct RateLimit(std::sync::atomic::AtomicU64);
-
-impl RateLimit {
-    fn due(&self) -> bool {
-        use std::sync::atomic::Ordering;
-        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-        let now = START
-            .get_or_init(std::time::Instant::now)
-            .elapsed()
-            .as_secs()
-            + 10;
-        let last = self.0.load(Ordering::Relaxed);
-        now >= last + 10
-            && self
-                .0
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-    }
 }
 
 /// The error and its causes on one line, so a log reader sees e.g. the certificate problem.
