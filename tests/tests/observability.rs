@@ -221,6 +221,10 @@ async fn a_request_is_traced_across_a_failover_and_the_region_continues_the_trac
     let (new_trace, parent, _) =
         traceparent(seen.header("traceparent").expect("traceparent upstream"));
     assert_ne!(new_trace, trace_id);
+    assert!(
+        seen.headers.get("tracestate").is_none(),
+        "no tracestate came in, so none goes out (not an empty one)"
+    );
     let spans = collector
         .wait_for(WAIT, |s| of_trace(s, &new_trace).len() >= 2)
         .await;

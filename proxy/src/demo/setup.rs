@@ -106,6 +106,9 @@ pub fn find_plugins() -> Option<PathBuf> {
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
     {
+        // Shipped next to the binary (a release archive, a container image)...
+        candidates.push(exe_dir.clone());
+        // ...or built in this workspace.
         candidates.push(exe_dir.join("../wasm32-wasip2/release"));
         candidates.push(exe_dir.join("../../wasm32-wasip2/release"));
     }

@@ -199,7 +199,7 @@ impl Metrics {
         );
         registry.register(
             "switchyard_trace_spans_dropped",
-            "Trace spans not delivered to the OTLP collector, by reason (queue-full, export-failed)",
+            "Trace spans not delivered to the OTLP collector, by reason (queue-full, export-failed, collector-down)",
             spans_dropped.clone(),
         );
         Metrics {

@@ -220,8 +220,18 @@ pub fn inject(span: &Span, headers: &mut HeaderMap) {
     }
     if let Some(propagator) = PROPAGATOR.get() {
         propagator.inject_context(&span.context(), &mut HeaderInjector(headers));
+        // The propagator writes `tracestate` even when there is none; W3C Trace Context asks
+        // for no header rather than an empty one.
+        if headers
+            .get(TRACESTATE)
+            .is_some_and(|v| v.as_bytes().is_empty())
+        {
+            headers.remove(TRACESTATE);
+        }
     }
 }
+
+const TRACESTATE: http::HeaderName = http::HeaderName::from_static("tracestate");
 
 /// A span event on the current request: the next attempt goes to another region.
 pub fn failover_event(from: &str, to: &str, reason: FailureKind) {

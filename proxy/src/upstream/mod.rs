@@ -121,7 +121,7 @@ impl Upstream {
             SendError::Unsent(e, req) => (FailureKind::Connect, error_chain(&e), false, Some(req)),
             SendError::Request(e) => (classify(&e), error_chain(&e), false, None),
         };
-        let mut error = Error::new(kind, &self.name, chain);
+        let mut error = Error::new(kind, &self.name, tls_hint(chain));
         if let Some(req) = unsent {
             error = error.with_unsent_body(req.into_body());
         }
@@ -195,6 +195,17 @@ fn is_tls_failure(err: &(dyn StdError + 'static)) -> bool {
     false
 }
 
+/// Adds what to do about TLS failures whose rustls wording does not say it.
+fn tls_hint(detail: String) -> String {
+    if detail.contains("CaUsedAsEndEntity") {
+        return format!(
+            "{detail} (the region presents a CA certificate as its own, e.g. a self-signed one \
+             also given as ca_file: give the region a server certificate issued by that CA)"
+        );
+    }
+    detail
+}
+
 /// The error and its causes on one line, so a log reader sees e.g. the certificate problem.
 pub fn error_chain(err: &dyn StdError) -> String {
     let mut text = err.to_string();
@@ -208,4 +219,20 @@ pub fn error_chain(err: &dyn StdError) -> String {
         source = e.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ca_certificate_served_as_the_regions_own_gets_a_hint() {
+        let hinted =
+            tls_hint("invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))".into());
+        assert!(
+            hinted.contains("server certificate issued by that CA"),
+            "{hinted}"
+        );
+        assert_eq!(tls_hint("connection refused".into()), "connection refused");
+    }
 }
