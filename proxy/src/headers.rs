@@ -18,24 +18,37 @@ pub const SIDECAR_HEADERS: [HeaderName; 4] = [
 ];
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
-/// Why a request's `Host` makes it invalid (RFC 9112 section 3.2: an HTTP/1.1 request without
-/// one, or any request with more than one, gets 400), or `None`. Forwarding such a request
-/// would leave the region to guess which host was meant.
-pub fn host_problem(version: http::Version, headers: &HeaderMap) -> Option<&'static str> {
+/// The request's `Host`, if any, or why it makes the request invalid (RFC 9112 section 3.2:
+/// an HTTP/1.1 request without one, or any request with more than one, gets 400). Forwarding
+/// such a request would leave the region to guess which host was meant.
+pub fn single_host(
+    version: http::Version,
+    headers: &HeaderMap,
+) -> Result<Option<&HeaderValue>, &'static str> {
     let mut hosts = headers.get_all(header::HOST).iter();
     match (hosts.next(), hosts.next()) {
-        (Some(_), Some(_)) => Some("multiple-host-headers"),
-        (None, _) if version == http::Version::HTTP_11 => Some("missing-host-header"),
-        _ => None,
+        (Some(_), Some(_)) => Err("multiple-host-headers"),
+        (None, _) if version == http::Version::HTTP_11 => Err("missing-host-header"),
+        (host, _) => Ok(host),
     }
 }
 
-/// Removes `x-switchyard-degraded` and `x-switchyard-error` from a region's response: they
-/// mean "the sidecar made this answer" (clients and the degraded-responses metric read them),
-/// so a region cannot send them. `x-switchyard-region` and `-attempts` are overwritten anyway.
-pub fn strip_sidecar_markers(headers: &mut HeaderMap) {
-    headers.remove(X_SWITCHYARD_DEGRADED);
-    headers.remove(X_SWITCHYARD_ERROR);
+/// A region's response headers as they may go on: hop-by-hop headers removed, and
+/// `x-switchyard-degraded` and `x-switchyard-error` too. Those mean "the sidecar made this
+/// answer" (clients and the degraded-responses metric read them), so a region cannot send
+/// them; `x-switchyard-region` and `-attempts` are overwritten anyway. One pass over the
+/// names finds out whether there is anything to do (nearly every response: only the
+/// `Connection: keep-alive` that hop-by-hop removal handles).
+pub fn clean_region_response(headers: &mut HeaderMap) {
+    let mut markers = false;
+    for name in headers.keys() {
+        markers |= *name == X_SWITCHYARD_DEGRADED || *name == X_SWITCHYARD_ERROR;
+    }
+    if markers {
+        headers.remove(X_SWITCHYARD_DEGRADED);
+        headers.remove(X_SWITCHYARD_ERROR);
+    }
+    strip_hop_by_hop(headers, false);
 }
 
 /// Headers that describe one connection and must not cross the proxy (RFC 9110 section 7.6.1).
@@ -159,6 +172,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_region_cannot_send_the_sidecars_markers() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        h.insert(X_SWITCHYARD_DEGRADED, HeaderValue::from_static("1"));
+        h.insert(X_SWITCHYARD_ERROR, HeaderValue::from_static("spoofed"));
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        clean_region_response(&mut h);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["content-type"]);
+    }
+
+    #[test]
     fn host_must_be_present_once_in_http11_and_at_most_once_otherwise() {
         let with = |hosts: &[&str]| {
             let mut h = HeaderMap::new();
@@ -168,17 +193,18 @@ mod tests {
             h
         };
         let v11 = http::Version::HTTP_11;
-        assert_eq!(host_problem(v11, &with(&["a"])), None);
-        assert_eq!(host_problem(v11, &with(&[])), Some("missing-host-header"));
+        let one = with(&["a"]);
+        assert_eq!(single_host(v11, &one), Ok(one.get(header::HOST)));
+        assert_eq!(single_host(v11, &with(&[])), Err("missing-host-header"));
         assert_eq!(
-            host_problem(v11, &with(&["a", "b"])),
-            Some("multiple-host-headers")
+            single_host(v11, &with(&["a", "b"])),
+            Err("multiple-host-headers")
         );
-        assert_eq!(host_problem(http::Version::HTTP_10, &with(&[])), None);
-        assert_eq!(host_problem(http::Version::HTTP_2, &with(&[])), None);
+        assert_eq!(single_host(http::Version::HTTP_10, &with(&[])), Ok(None));
+        assert_eq!(single_host(http::Version::HTTP_2, &with(&[])), Ok(None));
         assert_eq!(
-            host_problem(http::Version::HTTP_2, &with(&["a", "a"])),
-            Some("multiple-host-headers")
+            single_host(http::Version::HTTP_2, &with(&["a", "a"])),
+            Err("multiple-host-headers")
         );
     }
 

@@ -108,7 +108,10 @@ pub async fn handle(
     let mut resp = respond(svc.clone(), req, conn, started)
         .instrument(span.clone())
         .await;
-    if resp.headers().contains_key(headers::X_SWITCHYARD_DEGRADED) {
+    // Two comparisons first: the header lookup only for HEAD and the no-content statuses.
+    if (head_request || degraded::has_no_content(resp.status()))
+        && resp.headers().contains_key(headers::X_SWITCHYARD_DEGRADED)
+    {
         degraded::fit_to_request(&mut resp, head_request);
     }
     observe(&svc, &span, &resp, started.elapsed());
@@ -138,9 +141,12 @@ async fn respond(
     conn: ConnInfo,
     started: Instant,
 ) -> Response<ProxyBody> {
-    if let Some(reason) = headers::host_problem(req.version(), req.headers()) {
-        return degraded::error_response(StatusCode::BAD_REQUEST, reason, 0);
-    }
+    // The one lookup of `Host` per request: validated here, used for the plugin's authority
+    // and `X-Forwarded-Host` below.
+    let host = match headers::single_host(req.version(), req.headers()) {
+        Ok(host) => host.cloned(),
+        Err(reason) => return degraded::error_response(StatusCode::BAD_REQUEST, reason, 0),
+    };
     // A tunnel to wherever the client names is not forwarding to a region.
     if req.method() == Method::CONNECT {
         return degraded::error_response(
@@ -152,12 +158,11 @@ async fn respond(
     let client_upgrade = headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let authority = parts.uri.authority().map(|a| a.as_str()).or_else(|| {
-        parts
-            .headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-    });
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| host.as_ref().and_then(|h| h.to_str().ok()));
     let head = RequestHead {
         id: crate::policy::next_request_id(),
         method: &parts.method,
@@ -203,10 +208,8 @@ async fn respond(
         };
 
     let fwd = Forwarding {
-        original_host: parts
-            .headers
-            .get(header::HOST)
-            .cloned()
+        original_host: host
+            .clone()
             .or_else(|| parts.uri.authority().and_then(|a| a.as_str().parse().ok())),
         client: conn.forwarded_for,
         proto: if conn.tls { "https" } else { "http" },
@@ -224,9 +227,8 @@ async fn respond(
                     upgrade::splice(client, &mut resp, name);
                 }
             } else {
-                headers::strip_hop_by_hop(resp.headers_mut(), false);
+                headers::clean_region_response(resp.headers_mut());
             }
-            headers::strip_sidecar_markers(resp.headers_mut());
             degraded::stamp(&mut resp, Some(name), attempts);
             if svc.policy.wants_responses() {
                 resp = apply_response_action(&svc, &head, name, resp, attempts);
