@@ -13,7 +13,9 @@ use hyper::body::Incoming;
 use crate::upstream::RegionBody;
 
 mod buffer;
+pub mod upload;
 pub(crate) use buffer::BodyBuffer;
+use upload::UploadProgress;
 
 #[derive(Debug, Default)]
 pub enum ProxyBody {
@@ -32,6 +34,22 @@ pub enum ProxyBody {
     },
     /// A region's body streamed to the client while a copy is kept (for the stale cache).
     Capture(Box<Capture>),
+    /// A client's body streamed to a region, reporting its progress to the attempt's timer.
+    Upload(Box<Upload>),
+}
+
+#[derive(Debug)]
+pub struct Upload {
+    inner: ProxyBody,
+    progress: std::sync::Arc<UploadProgress>,
+}
+
+impl std::fmt::Debug for UploadProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadProgress")
+            .field("finished", &self.finished_at().is_some())
+            .finish()
+    }
 }
 
 /// Receives a captured body once it has streamed completely.
@@ -65,6 +83,15 @@ impl ProxyBody {
 }
 
 impl ProxyBody {
+    /// Streams as before, reporting to `progress` when the client's bytes are awaited and
+    /// when the body is complete.
+    pub fn upload(self, progress: std::sync::Arc<UploadProgress>) -> Self {
+        ProxyBody::Upload(Box::new(Upload {
+            inner: self,
+            progress,
+        }))
+    }
+
     /// Streams as before and hands a copy of the whole body to `sink` at its end, unless it is
     /// larger than `limit` (then nothing is kept and the stream is unaffected).
     pub fn capture(self, limit: usize, sink: CaptureSink) -> Self {
@@ -135,6 +162,17 @@ impl Body for ProxyBody {
                 }
                 polled
             }
+            ProxyBody::Upload(u) => {
+                let polled = Pin::new(&mut u.inner).poll_frame(cx);
+                match &polled {
+                    Poll::Pending => u.progress.set_waiting_on_client(true),
+                    // As for `Capture`: the last frame of a body of known length is its end.
+                    Poll::Ready(Some(Ok(_))) if u.inner.is_end_stream() => u.progress.finish(),
+                    Poll::Ready(None) => u.progress.finish(),
+                    Poll::Ready(Some(_)) => u.progress.set_waiting_on_client(false),
+                }
+                polled
+            }
         }
     }
 
@@ -147,6 +185,7 @@ impl Body for ProxyBody {
             ProxyBody::Prefixed { prefix, rest } => prefix.is_none() && rest.is_end_stream(),
             // Polled to the end even when empty, so the copy is delivered.
             ProxyBody::Capture(c) => c.sink.is_none() && c.inner.is_end_stream(),
+            ProxyBody::Upload(u) => u.inner.is_end_stream(),
         }
     }
 
@@ -169,6 +208,7 @@ impl Body for ProxyBody {
                 hint
             }
             ProxyBody::Capture(c) => c.inner.size_hint(),
+            ProxyBody::Upload(u) => u.inner.size_hint(),
         }
     }
 }

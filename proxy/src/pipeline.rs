@@ -15,6 +15,7 @@ use tokio::time::{Instant, timeout_at};
 use tracing::Instrument;
 
 use crate::body::ProxyBody;
+use crate::body::upload::{PerTry, UploadProgress, per_try_expired};
 use crate::degraded;
 use crate::error::FailureKind;
 use crate::headers::{self, IDEMPOTENCY_KEY};
@@ -86,6 +87,8 @@ enum Outcome {
     },
     /// No region answered.
     Failed { last: Option<FailureKind> },
+    /// The client did not finish sending its body before the request deadline.
+    ClientTooSlow,
 }
 
 /// Serves one request inside its server span, and counts it.
@@ -203,7 +206,12 @@ async fn respond(
         match RequestPayload::prepare(body, svc.config.retry.buffer_body_limit, deadline).await {
             Ok(p) => p,
             Err(reason) => {
-                return degraded::error_response(StatusCode::BAD_REQUEST, reason, 0);
+                let status = if reason == "request-body-timeout" {
+                    StatusCode::REQUEST_TIMEOUT
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
+                return degraded::error_response(status, reason, 0);
             }
         };
 
@@ -239,6 +247,11 @@ async fn respond(
             resp
         }
         Outcome::Failed { last } => unavailable(&svc, &head, last, attempts),
+        Outcome::ClientTooSlow => degraded::error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            "request-body-timeout",
+            attempts,
+        ),
     }
 }
 
@@ -280,11 +293,16 @@ async fn attempt_loop(
         *request.method_mut() = parts.method.clone();
         *request.headers_mut() = fwd.headers(&parts.headers, upstream.host_header());
 
-        let per_try = retry.per_try_timeout.min(deadline - now);
         // One clock read per attempt: the per-try deadline derives from the `now` above.
-        let sent = send_attempt(svc, region, *attempts, request, now + per_try).await;
+        let clock = AttemptClock {
+            started: now,
+            per_try: retry.per_try_timeout,
+            deadline,
+            upload: payload.upload(),
+        };
+        let sent = send_attempt(svc, region, *attempts, request, clock).await;
         let failure = match sent {
-            Ok(Ok(resp)) if resp.status().is_server_error() => {
+            Attempt::Done(Ok(resp)) if resp.status().is_server_error() => {
                 let status = resp.status().as_u16();
                 svc.health.report_failure(region);
                 let kind = FailureKind::Status(status);
@@ -293,11 +311,11 @@ async fn attempt_loop(
                 }
                 kind
             }
-            Ok(Ok(resp)) => {
+            Attempt::Done(Ok(resp)) => {
                 svc.health.report_success(region, now.elapsed());
                 return Outcome::Answered { region, resp };
             }
-            Ok(Err(mut err)) => {
+            Attempt::Done(Err(mut err)) => {
                 tracing::debug!(service = %svc.config.name, "attempt {attempts} failed: {err}");
                 svc.health.report_failure(region);
                 if let Some(body) = err.unsent_body.take() {
@@ -305,16 +323,22 @@ async fn attempt_loop(
                 }
                 err.kind
             }
-            Err(_) => {
+            Attempt::TimedOut => {
                 tracing::debug!(service = %svc.config.name, region = %upstream.name,
-                    "attempt {attempts} timed out after {per_try:?}");
+                    "attempt {attempts} timed out after {:?}", retry.per_try_timeout);
                 svc.health.report_failure(region);
                 FailureKind::Timeout
             }
+            Attempt::ClientTooSlow => return Outcome::ClientTooSlow,
         };
         last = Some(failure);
         if !matches!(failure, FailureKind::Status(_)) {
-            dead[region] = true;
+            // Unreachable or unresponsive: never again for this request. After a reset the
+            // region may be tried again when it is the only one left (a connection it closed
+            // while idle is not an outage).
+            if matches!(failure, FailureKind::Connect | FailureKind::Timeout) {
+                dead[region] = true;
+            }
             if !should_retry(svc, &parts.method, has_key, failure, *attempts, &payload) {
                 return Outcome::Failed { last };
             }
@@ -332,14 +356,33 @@ async fn attempt_loop(
     }
 }
 
+/// How one attempt ended.
+enum Attempt {
+    Done(Result<Response<ProxyBody>, crate::error::Error>),
+    /// No response head within `per_try_timeout` of the region having the whole request.
+    TimedOut,
+    /// The request deadline passed while the client was still sending its body.
+    ClientTooSlow,
+}
+
+/// What the attempt's timer knows: when the attempt started, how long the region gets, and
+/// the request's own deadline.
+struct AttemptClock<'a> {
+    started: Instant,
+    per_try: Duration,
+    deadline: Instant,
+    /// A streamed body's progress: the region's time starts when the client's body is done.
+    upload: Option<&'a UploadProgress>,
+}
+
 /// Sends one attempt inside its client span, with the trace context injected, and counts it.
 async fn send_attempt(
     svc: &Service,
     region: usize,
     attempt: u32,
     mut request: Request<ProxyBody>,
-    until: Instant,
-) -> Result<Result<Response<ProxyBody>, crate::error::Error>, tokio::time::error::Elapsed> {
+    clock: AttemptClock<'_>,
+) -> Attempt {
     let upstream = &svc.upstreams[region];
     if attempt > 1 {
         svc.metrics.retry();
@@ -351,17 +394,35 @@ async fn send_attempt(
         upstream.host_header(),
     );
     traces::inject(&span, request.headers_mut());
-    let sent = timeout_at(until, upstream.send(request))
-        .instrument(span.clone())
-        .await;
+    let send = upstream.send(request).instrument(span.clone());
+    tokio::pin!(send);
+    let mut until = (clock.started + clock.per_try).min(clock.deadline);
+    let sent = loop {
+        match timeout_at(until, &mut send).await {
+            Ok(done) => break Attempt::Done(done),
+            Err(_) => match per_try_expired(
+                clock.upload,
+                clock.started,
+                Instant::now(),
+                clock.per_try,
+                clock.deadline,
+            ) {
+                PerTry::ExtendTo(later) => until = later,
+                PerTry::TimedOut => break Attempt::TimedOut,
+                PerTry::ClientTooSlow => break Attempt::ClientTooSlow,
+            },
+        }
+    };
     let (status, failure) = match &sent {
-        Ok(Ok(resp)) if resp.status().is_server_error() => (
+        Attempt::Done(Ok(resp)) if resp.status().is_server_error() => (
             Some(resp.status()),
             Some(FailureKind::Status(resp.status().as_u16())),
         ),
-        Ok(Ok(resp)) => (Some(resp.status()), None),
-        Ok(Err(err)) => (None, Some(err.kind)),
-        Err(_) => (None, Some(FailureKind::Timeout)),
+        Attempt::Done(Ok(resp)) => (Some(resp.status()), None),
+        Attempt::Done(Err(err)) => (None, Some(err.kind)),
+        Attempt::TimedOut => (None, Some(FailureKind::Timeout)),
+        // Not the region's failure.
+        Attempt::ClientTooSlow => (None, Some(FailureKind::Other)),
     };
     svc.metrics.attempt(region, failure);
     traces::record_attempt(&span, status, failure);

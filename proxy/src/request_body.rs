@@ -6,19 +6,25 @@
 //! fails before sending anything (the region refused the connection) gives the body back, so
 //! the request can still go to the next region.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::time::Instant;
 
+use crate::body::upload::UploadProgress;
 use crate::body::{BodyBuffer, ProxyBody};
 
 pub enum RequestPayload {
     /// Held in memory; every attempt gets a copy (a cheap `Bytes` clone).
     Replayable(Bytes),
-    /// Streamed; `None` once the first attempt took it.
-    Streaming(Option<ProxyBody>),
+    /// Streamed; `body` is `None` once an attempt took it.
+    Streaming {
+        body: Option<ProxyBody>,
+        progress: Arc<UploadProgress>,
+    },
 }
 
 impl RequestPayload {
@@ -32,7 +38,7 @@ impl RequestPayload {
             return Ok(RequestPayload::Replayable(Bytes::new()));
         }
         if body.size_hint().lower() > limit as u64 {
-            return Ok(RequestPayload::Streaming(Some(ProxyBody::Incoming(body))));
+            return Ok(Self::streaming(ProxyBody::Incoming(body)));
         }
         let mut buf = BodyBuffer::new(body.size_hint().lower() as usize);
         loop {
@@ -48,11 +54,19 @@ impl RequestPayload {
             };
             buf.push(data);
             if buf.len() > limit {
-                return Ok(RequestPayload::Streaming(Some(ProxyBody::Prefixed {
+                return Ok(Self::streaming(ProxyBody::Prefixed {
                     prefix: Some(buf.into_bytes()),
                     rest: body,
-                })));
+                }));
             }
+        }
+    }
+
+    fn streaming(body: ProxyBody) -> Self {
+        let progress = Arc::new(UploadProgress::new());
+        RequestPayload::Streaming {
+            body: Some(body.upload(progress.clone())),
+            progress,
         }
     }
 
@@ -60,7 +74,7 @@ impl RequestPayload {
     pub fn next_body(&mut self) -> Option<ProxyBody> {
         match self {
             RequestPayload::Replayable(bytes) => Some(ProxyBody::full(bytes.clone())),
-            RequestPayload::Streaming(body) => body.take(),
+            RequestPayload::Streaming { body, .. } => body.take(),
         }
     }
 
@@ -69,14 +83,25 @@ impl RequestPayload {
     pub fn can_resend(&self) -> bool {
         match self {
             RequestPayload::Replayable(_) => true,
-            RequestPayload::Streaming(body) => body.is_some(),
+            RequestPayload::Streaming { body, .. } => body.is_some(),
         }
     }
 
     /// Takes back a streamed body an attempt never sent (see `Error::unsent_body`).
-    pub fn give_back(&mut self, body: ProxyBody) {
-        if let RequestPayload::Streaming(slot @ None) = self {
-            *slot = Some(body);
+    pub fn give_back(&mut self, returned: ProxyBody) {
+        if let RequestPayload::Streaming {
+            body: slot @ None, ..
+        } = self
+        {
+            *slot = Some(returned);
+        }
+    }
+
+    /// How far a streamed body has got (`None`: it was read whole before the first attempt).
+    pub fn upload(&self) -> Option<&UploadProgress> {
+        match self {
+            RequestPayload::Replayable(_) => None,
+            RequestPayload::Streaming { progress, .. } => Some(progress),
         }
     }
 }

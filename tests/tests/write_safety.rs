@@ -179,6 +179,132 @@ async fn a_streamed_upload_to_a_refused_primary_still_fails_over_whole() {
     assert_eq!(east.requests_for("PUT"), 0);
 }
 
+/// `per_try_timeout` is the region's time, not the client's: a streamed upload that takes the
+/// client longer than that goes through, and a slow client is never the region's failure
+/// (one such failure would eject it here).
+#[tokio::test]
+async fn a_slow_streamed_upload_is_not_timed_out_or_blamed_on_the_region() {
+    let west = FakeRegion::new("westus").start().await;
+    let east = FakeRegion::new("northeurope").start().await;
+    let config = TestConfig::new(&[&west, &east]).service(
+        r#"
+[services.health]
+interval = "30s"
+[services.outlier]
+consecutive_failures = 1
+[services.retry]
+per_try_timeout = "300ms"
+buffer_body_limit = "1KiB"
+"#,
+    );
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
+    let (tx, body) = switchyard_tests::channel_body();
+    tokio::spawn(async move {
+        // 8 x 2 KiB, one every 150 ms: the client takes about 1.2 s, four per-try timeouts.
+        for _ in 0..8 {
+            if tx.send(bytes::Bytes::from(vec![b'u'; 2048])).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    });
+    let req = http::Request::post(config.url("/upload"))
+        .body(body)
+        .expect("request");
+    let resp = http1_client().send(req).await.expect("upload answered");
+    assert_eq!(resp.status.as_u16(), 200, "{}", proxy.logs());
+    assert_eq!(resp.region(), Some("westus"));
+    assert_eq!(resp.header("x-switchyard-attempts"), Some("1"));
+    assert_eq!(west.last_request().and_then(|r| r.body_len), Some(8 * 2048));
+    let state = proxy
+        .region_state("orders", "westus")
+        .await
+        .expect("status");
+    assert_eq!(
+        state.as_deref(),
+        Some("healthy"),
+        "a slow client ejected nothing"
+    );
+}
+
+/// A client that stalls mid-upload gets 408 at `request_timeout`, and the region it was
+/// streaming to is not blamed for it.
+#[tokio::test]
+async fn a_stalled_upload_is_a_408_and_not_a_region_failure() {
+    let west = FakeRegion::new("westus").start().await;
+    let east = FakeRegion::new("northeurope").start().await;
+    let config = TestConfig::new(&[&west, &east]).service(
+        r#"request_timeout = "1s"
+[services.health]
+interval = "30s"
+[services.outlier]
+consecutive_failures = 1
+[services.retry]
+buffer_body_limit = "1KiB"
+"#,
+    );
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
+    let (tx, body) = switchyard_tests::channel_body();
+    let stalled = tokio::spawn(async move {
+        let _ = tx.send(bytes::Bytes::from(vec![b'u'; 2048])).await;
+        // Holds the body open, sending nothing more, past the request timeout.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        drop(tx);
+    });
+    let req = http::Request::post(config.url("/upload"))
+        .body(body)
+        .expect("request");
+    let resp = http1_client().send(req).await.expect("answered");
+    stalled.abort();
+    assert_eq!(resp.status.as_u16(), 408, "{}", proxy.logs());
+    assert_eq!(
+        resp.header("x-switchyard-error"),
+        Some("request-body-timeout")
+    );
+    let state = proxy
+        .region_state("orders", "westus")
+        .await
+        .expect("status");
+    assert_eq!(state.as_deref(), Some("healthy"));
+}
+
+/// A reset may be a connection the region closed while idle, not an outage: a GET goes back
+/// to the same region when it is the only one (as Envoy's `retry_on: reset` does); a POST
+/// that may have been applied is still not resent.
+#[tokio::test]
+async fn after_a_reset_a_read_is_retried_on_the_only_region_and_a_write_is_not() {
+    let west = FakeRegion::new("westus")
+        .mode(Mode::CloseAfterRequest)
+        .start()
+        .await;
+    let config = TestConfig::new(&[&west]).service(QUIET);
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
+    let get = http1_client()
+        .get(&config.url("/orders"))
+        .await
+        .expect("GET");
+    assert_eq!(get.status.as_u16(), 503, "{}", proxy.logs());
+    assert_eq!(
+        get.header("x-switchyard-attempts"),
+        Some("3"),
+        "max_attempts on the one region"
+    );
+    assert_eq!(west.requests_for("GET"), 3);
+    let post = http1_client()
+        .post(&config.url("/orders"), "order-9", &[])
+        .await
+        .expect("POST");
+    assert_eq!(post.status.as_u16(), 502);
+    assert_eq!(post.header("x-switchyard-attempts"), Some("1"));
+    assert_eq!(west.requests_for("POST"), 1);
+}
+
 #[tokio::test]
 async fn post_to_a_503_primary_is_retried_only_with_an_idempotency_key() {
     let west = FakeRegion::new("westus").status(503).start().await;
