@@ -73,6 +73,7 @@ pub(crate) fn build(
         }
         services.push(config);
     }
+    listeners.check_targets(d);
 
     Config {
         source,

@@ -93,6 +93,33 @@ fn missing_pieces() {
 }
 
 #[test]
+fn a_region_that_is_this_sidecars_own_listener_is_refused() {
+    let text = r#"[admin]
+listen = "127.0.0.1:9901"
+[[services]]
+name = "orders"
+listen = "0.0.0.0:8080"
+[[services.regions]]
+name = "self"
+url = "http://localhost:8080/base"
+[[services.regions]]
+name = "admin"
+url = "http://127.0.0.1:9901"
+[[services.regions]]
+name = "elsewhere"
+url = "http://127.0.0.1:8081"
+[[services.regions]]
+name = "named"
+url = "http://orders.internal:8080"
+"#;
+    let expected = [
+        r#"sy.toml:8:7: region url "http://localhost:8080/base" is this sidecar's own listener (service "orders": 0.0.0.0:8080): requests would loop back into it"#,
+        r#"sy.toml:11:7: region url "http://127.0.0.1:9901" is this sidecar's own listener (the admin API: 127.0.0.1:9901): requests would loop back into it"#,
+    ];
+    assert_eq!(errors(text), expected);
+}
+
+#[test]
 fn duplicates_and_conflicts_point_at_the_second() {
     let text = r#"[admin]
 listen = "127.0.0.1:8080"

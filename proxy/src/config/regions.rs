@@ -10,7 +10,7 @@ use super::fields::{choice, existing_file};
 use super::json::to_json;
 use super::model::{OnError, PluginConfig, RegionConfig, UpstreamTls};
 use super::reader::{Diags, Sp, Table};
-use super::validate;
+use super::validate::{self, Listeners};
 
 const REGION_KEYS: &[&str] = &["name", "priority", "url", "write", "tls"];
 const REGION_TLS_KEYS: &[&str] = &["ca_file", "client_cert", "client_key", "server_name"];
@@ -22,6 +22,7 @@ pub(crate) fn regions(
     t: &Table<'_, '_>,
     base: &Path,
     service: &str,
+    listeners: &mut Listeners,
 ) -> Vec<RegionConfig> {
     let tables = t.tables(d, "regions", REGION_KEYS);
     let no_regions = format!("{service} has no regions: add at least one [[services.regions]]");
@@ -85,6 +86,17 @@ pub(crate) fn regions(
                 .map_err(|message| d.error(&url.span, message))
                 .ok()
         });
+        if let (Some(parsed), Some(url)) = (&parsed, &url) {
+            let port = parsed
+                .authority
+                .port_u16()
+                .unwrap_or(if parsed.scheme == Scheme::HTTPS {
+                    443
+                } else {
+                    80
+                });
+            listeners.target(parsed.authority.host(), port, url.span.clone(), url.value);
+        }
         let tls = region_tls(d, r, base);
         if let (Some(tls_value), Some(parsed), Some(url)) = (r.value("tls"), &parsed, &url)
             && tls.is_some()

@@ -77,7 +77,7 @@ pub(crate) fn service(
         failback: failback(d, t),
         retry: retry(d, t),
         degraded: degraded(d, t),
-        regions: regions(d, t, base, &label),
+        regions: regions(d, t, base, &label, listeners),
         plugins: plugins(d, t, base),
     };
     (config, name)

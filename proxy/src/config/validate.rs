@@ -4,7 +4,7 @@
 //! Every check here is offline: addresses must be literal IPs and URLs are only parsed, because
 //! `switchyard check` runs in CI and on build machines where DNS may be absent or different.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use http::Uri;
@@ -130,10 +130,20 @@ pub(crate) fn existing_file(base: &Path, text: &str) -> Result<PathBuf, String> 
     }
 }
 
-/// Listen addresses already claimed, to report two listeners on one port.
+/// Listen addresses already claimed, to report two listeners on one port, and the addresses
+/// regions point at, to report a region that is this sidecar itself.
 #[derive(Default)]
 pub(crate) struct Listeners {
     claimed: Vec<Claim>,
+    targets: Vec<Target>,
+}
+
+/// A region URL whose host is an IP literal or `localhost`.
+struct Target {
+    ips: Vec<IpAddr>,
+    port: u16,
+    span: Span,
+    url: String,
 }
 
 struct Claim {
@@ -175,6 +185,54 @@ impl Listeners {
             d.error(&at, message);
         }
         self.claimed.push(new);
+    }
+}
+
+impl Listeners {
+    /// Records a region URL's host and port, when they are literal enough to compare without
+    /// DNS (`check` never resolves names).
+    pub(crate) fn target(&mut self, host: &str, port: u16, span: Span, url: &str) {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let ips = if host.eq_ignore_ascii_case("localhost") {
+            vec![
+                IpAddr::from(Ipv4Addr::LOCALHOST),
+                IpAddr::from(Ipv6Addr::LOCALHOST),
+            ]
+        } else if let Ok(ip) = host.parse::<IpAddr>() {
+            vec![ip]
+        } else {
+            return;
+        };
+        self.targets.push(Target {
+            ips,
+            port,
+            span,
+            url: url.to_owned(),
+        });
+    }
+
+    /// Reports every region that points at one of this sidecar's own listeners: each request
+    /// would come back in and be forwarded again, until sockets run out.
+    pub(crate) fn check_targets(&self, d: &mut Diags<'_>) {
+        for t in &self.targets {
+            let own = self.claimed.iter().find(|c| {
+                c.addr.port() == t.port
+                    && t.ips.iter().any(|ip| {
+                        *ip == c.addr.ip()
+                            || (c.addr.ip().is_unspecified()
+                                && (ip.is_loopback() || ip.is_unspecified()))
+                    })
+            });
+            if let Some(own) = own {
+                d.error(
+                    &t.span,
+                    format!(
+                        "region url {:?} is this sidecar's own listener ({}: {}): requests would loop back into it",
+                        t.url, own.owner, own.addr
+                    ),
+                );
+            }
+        }
     }
 }
 
