@@ -331,6 +331,22 @@ fn parse_fault(body: &Value) -> Result<Fault, String> {
         .get("mode")
         .and_then(Value::as_str)
         .ok_or("body must be a JSON object with \"mode\": \"down\", \"error\" or \"delay\"")?;
+    // As in the config file, a key that means nothing is an error, not silently ignored.
+    let allowed: &[&str] = match mode {
+        "down" => &["mode"],
+        "error" => &["mode", "status", "percent"],
+        "delay" => &["mode", "delay_ms"],
+        _ => &["mode"],
+    };
+    if let Some(extra) = body
+        .as_object()
+        .and_then(|o| o.keys().find(|k| !allowed.contains(&k.as_str())))
+    {
+        return Err(format!(
+            "unknown key {extra:?} for mode {mode:?}: valid keys are {}",
+            allowed.join(", ")
+        ));
+    }
     match mode {
         "down" => Ok(Fault::Down),
         "error" => {
@@ -496,6 +512,8 @@ mod tests {
         );
         assert!(parse_fault(&json!({"mode": "error", "percent": 101})).is_err());
         assert!(parse_fault(&json!({"mode": "error", "status": 101})).is_err());
+        assert!(parse_fault(&json!({"mode": "down", "extra": 1})).is_err());
+        assert!(parse_fault(&json!({"mode": "delay", "status": 503, "delay_ms": 5})).is_err());
         assert!(parse_fault(&json!({"mode": "error", "status": 199})).is_err());
         assert!(parse_fault(&json!({"mode": "error", "status": 200})).is_ok());
         assert!(parse_fault(&json!({"mode": "meltdown"})).is_err());

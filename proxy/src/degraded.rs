@@ -52,7 +52,8 @@ pub fn degraded_response(
     if cfg.retry_after > Duration::ZERO {
         h.insert(
             header::RETRY_AFTER,
-            HeaderValue::from(cfg.retry_after.as_secs().max(1)),
+            // Whole seconds, rounded up: a client must not come back before the time given.
+            HeaderValue::from(cfg.retry_after.as_secs_f64().ceil().max(1.0) as u64),
         );
     }
     h.insert(X_SWITCHYARD_ERROR, HeaderValue::from_static(reason));
@@ -109,6 +110,27 @@ pub fn stamp<B>(resp: &mut Response<B>, region: Option<&str>, attempts: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        let cfg = |ms| DegradedConfig {
+            stale_if_error: Duration::ZERO,
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            body: bytes::Bytes::new(),
+            content_type: "text/plain".into(),
+            retry_after: Duration::from_millis(ms),
+        };
+        let after = |ms| {
+            degraded_response(&cfg(ms), "test", 1)
+                .headers()
+                .get(header::RETRY_AFTER)
+                .map(|v| v.to_str().unwrap_or_default().to_owned())
+        };
+        assert_eq!(after(1500).as_deref(), Some("2"));
+        assert_eq!(after(2000).as_deref(), Some("2"));
+        assert_eq!(after(1).as_deref(), Some("1"));
+        assert_eq!(after(0), None);
+    }
 
     #[test]
     fn head_and_no_content_statuses_lose_the_body() {

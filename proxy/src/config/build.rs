@@ -129,12 +129,13 @@ fn admin(
     if let (Some(span), None) = (&span, &token)
         && !addr.ip().is_loopback()
     {
-        d.error(
-            span,
-            format!(
-                "admin listen {addr} is not loopback: set token_env to a variable holding a bearer token"
+        let fix = match token_env.as_deref() {
+            Some(name) => format!(
+                "the variable {name} (token_env) is unset or empty; set it to a bearer token"
             ),
-        );
+            None => "set token_env to a variable holding a bearer token".to_owned(),
+        };
+        d.error(span, format!("admin listen {addr} is not loopback: {fix}"));
     }
     listeners.claim(d, addr, span, "the admin API".to_owned());
     AdminConfig {

@@ -332,7 +332,7 @@ fn environment_supplies_token_and_otlp_endpoint() {
     let err = parse_with_env(Path::new("sy.toml"), &text, &empty).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "sy.toml:2:10: admin listen 0.0.0.0:9901 is not loopback: set token_env to a variable holding a bearer token\n"
+        "sy.toml:2:10: admin listen 0.0.0.0:9901 is not loopback: the variable SWITCHYARD_ADMIN_TOKEN (token_env) is unset or empty; set it to a bearer token\n"
     );
 }
 
