@@ -394,23 +394,20 @@ async fn send_attempt(
         upstream.host_header(),
     );
     traces::inject(&span, request.headers_mut());
-    let send = upstream.send(request).instrument(span.clone());
-    tokio::pin!(send);
-    let mut until = (clock.started + clock.per_try).min(clock.deadline);
-    let sent = loop {
-        match timeout_at(until, &mut send).await {
-            Ok(done) => break Attempt::Done(done),
-            Err(_) => match per_try_expired(
-                clock.upload,
-                clock.started,
-                Instant::now(),
-                clock.per_try,
-                clock.deadline,
-            ) {
-                PerTry::ExtendTo(later) => until = later,
-                PerTry::TimedOut => break Attempt::TimedOut,
-                PerTry::ClientTooSlow => break Attempt::ClientTooSlow,
-            },
+    let until = (clock.started + clock.per_try).min(clock.deadline);
+    let sent = match clock.upload {
+        // The common case, a body read whole before the first attempt (or none): one timer.
+        None => match timeout_at(until, upstream.send(request))
+            .instrument(span.clone())
+            .await
+        {
+            Ok(done) => Attempt::Done(done),
+            Err(_) => Attempt::TimedOut,
+        },
+        // Boxed: uploads are rare and large, and the common future stays as small as before.
+        Some(upload) => {
+            let send = upstream.send(request).instrument(span.clone());
+            Box::pin(send_streaming(send, until, &clock, upload)).await
         }
     };
     let (status, failure) = match &sent {
@@ -427,6 +424,33 @@ async fn send_attempt(
     svc.metrics.attempt(region, failure);
     traces::record_attempt(&span, status, failure);
     sent
+}
+
+/// An attempt whose body streams from the client: the timer follows the upload (see
+/// `body::upload`).
+async fn send_streaming(
+    send: impl std::future::Future<Output = Result<Response<ProxyBody>, crate::error::Error>>,
+    mut until: Instant,
+    clock: &AttemptClock<'_>,
+    upload: &UploadProgress,
+) -> Attempt {
+    tokio::pin!(send);
+    loop {
+        match timeout_at(until, &mut send).await {
+            Ok(done) => return Attempt::Done(done),
+            Err(_) => match per_try_expired(
+                Some(upload),
+                clock.started,
+                Instant::now(),
+                clock.per_try,
+                clock.deadline,
+            ) {
+                PerTry::ExtendTo(later) => until = later,
+                PerTry::TimedOut => return Attempt::TimedOut,
+                PerTry::ClientTooSlow => return Attempt::ClientTooSlow,
+            },
+        }
+    }
 }
 
 /// Whether attempt number `attempts` may be followed by another. Takes from the budget last,
