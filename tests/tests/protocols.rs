@@ -314,11 +314,11 @@ async fn a_reload_rotates_the_listener_certificate() {
     let west = FakeRegion::new("westus").start().await;
     let (old, new) = (TestPki::new(), TestPki::new());
     let dir = ProxyProcess::new_dir().expect("dir");
-    let install = |pki: &TestPki| {
-        std::fs::copy(pki.server_cert(), dir.path().join("listener.pem")).expect("copy cert");
-        std::fs::copy(pki.server_key(), dir.path().join("listener.key")).expect("copy key");
+    let install = |pki: &TestPki, dir: &std::path::Path| {
+        std::fs::copy(pki.server_cert(), dir.join("listener.pem")).expect("copy cert");
+        std::fs::copy(pki.server_key(), dir.join("listener.key")).expect("copy key");
     };
-    install(&old);
+    install(&old, dir.path());
     let config = TestConfig::new(&[&west]);
     let listen = format!("listen = \"127.0.0.1:{}\"\n", config.port);
     let text = config.render().replacen(
@@ -344,8 +344,7 @@ async fn a_reload_rotates_the_listener_certificate() {
             .is_err()
     );
 
-    std::fs::copy(new.server_cert(), proxy.dir().join("listener.pem")).expect("copy cert");
-    std::fs::copy(new.server_key(), proxy.dir().join("listener.key")).expect("copy key");
+    install(&new, proxy.dir());
     let reloaded = proxy.admin_post("/reload", "").await.expect("reload");
     assert_eq!(reloaded.status.as_u16(), 200, "{}", reloaded.text());
     let after = switchyard_tests::https_client(&new)
