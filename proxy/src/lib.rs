@@ -4,7 +4,8 @@
 //! The modules below, in the order a request meets them.
 //!
 //! - [`config`]: TOML -> validated [`config::Config`], every error with `FILE:LINE:COL`.
-//! - [`app`], [`server`], [`framing`]: listeners (HTTP/1.1, h2c, TLS with ALPN), graceful drain.
+//! - [`app`], [`server`], [`framing`]: listeners (HTTP/1.1, h2c, TLS with ALPN), the first-bytes
+//!   timeout, graceful drain.
 //! - [`pipeline`]: one request: decide -> select -> attempts -> respond.
 //! - [`policy`], [`plugin`]: who decides where a request goes (built-in or WebAssembly).
 //! - [`router`]: decision + health snapshot -> ordered regions.
@@ -25,7 +26,6 @@ pub mod config;
 pub mod degraded;
 pub mod demo;
 pub mod error;
-pub mod first_bytes;
 pub mod framing;
 pub mod headers;
 pub mod health;

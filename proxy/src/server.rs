@@ -1,5 +1,7 @@
 //! Listeners: accept, optional TLS, HTTP/1.1 and HTTP/2 (h2c prior knowledge or ALPN), drain.
 
+mod first_bytes;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,8 +17,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
+use first_bytes::{FIRST_BYTES_TIMEOUT, FirstBytes};
+
 use crate::config::ServerTls;
-use crate::first_bytes::{FIRST_BYTES_TIMEOUT, FirstBytes};
 use crate::framing;
 use crate::pipeline::{self, ConnInfo};
 use crate::service::ServiceSlot;
