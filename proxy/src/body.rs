@@ -44,14 +44,6 @@ pub struct Upload {
     progress: std::sync::Arc<UploadProgress>,
 }
 
-impl std::fmt::Debug for UploadProgress {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UploadProgress")
-            .field("finished", &self.finished_at().is_some())
-            .finish()
-    }
-}
-
 /// Receives a captured body once it has streamed completely.
 pub type CaptureSink = Box<dyn FnOnce(Bytes) + Send>;
 

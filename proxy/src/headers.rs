@@ -33,20 +33,16 @@ pub fn single_host(
     }
 }
 
-/// A region's response headers as they may go on: hop-by-hop headers removed, and
-/// `x-switchyard-degraded` and `x-switchyard-error` too. Those mean "the sidecar made this
-/// answer" (clients and the degraded-responses metric read them), so a region cannot send
-/// them; `x-switchyard-region` and `-attempts` are overwritten anyway. One pass over the
-/// names finds out whether there is anything to do (nearly every response: only the
-/// `Connection: keep-alive` that hop-by-hop removal handles).
+/// A region's response headers as they may go on: hop-by-hop headers removed, and the
+/// sidecar's own [`SIDECAR_HEADERS`] too. `x-switchyard-degraded` means "the sidecar made this
+/// answer" (clients and the degraded-responses metric read it), so a region cannot send it;
+/// the others are set again for the response. A pass over the names first: nearly every
+/// response has none of them.
 pub fn clean_region_response(headers: &mut HeaderMap) {
-    let mut markers = false;
-    for name in headers.keys() {
-        markers |= *name == X_SWITCHYARD_DEGRADED || *name == X_SWITCHYARD_ERROR;
-    }
-    if markers {
-        headers.remove(X_SWITCHYARD_DEGRADED);
-        headers.remove(X_SWITCHYARD_ERROR);
+    if headers.keys().any(|n| SIDECAR_HEADERS.contains(n)) {
+        for name in SIDECAR_HEADERS {
+            headers.remove(name);
+        }
     }
     strip_hop_by_hop(headers, false);
 }

@@ -134,15 +134,11 @@ fn check(path: &std::path::Path) -> ExitCode {
 /// `worker_rlimit_nofile` and Go's runtime do; the operator's hard limit still applies.
 fn raise_open_files_limit() {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard => {
-            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-                eprintln!(
-                    "switchyard: cannot raise the open files limit from {soft} to {hard}: {e}"
-                );
-            }
-        }
-        _ => {}
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        eprintln!("switchyard: cannot raise the open files limit from {soft} to {hard}: {e}");
     }
 }
 

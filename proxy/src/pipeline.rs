@@ -205,14 +205,7 @@ async fn respond(
     let payload =
         match RequestPayload::prepare(body, svc.config.retry.buffer_body_limit, deadline).await {
             Ok(p) => p,
-            Err(reason) => {
-                let status = if reason == "request-body-timeout" {
-                    StatusCode::REQUEST_TIMEOUT
-                } else {
-                    StatusCode::BAD_REQUEST
-                };
-                return degraded::error_response(status, reason, 0);
-            }
+            Err((status, reason)) => return degraded::error_response(status, reason, 0),
         };
 
     let fwd = Forwarding {

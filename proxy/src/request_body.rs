@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use http::StatusCode;
 use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -28,12 +29,14 @@ pub enum RequestPayload {
 }
 
 impl RequestPayload {
-    /// Reads up to `limit` bytes of the body, by `deadline`. Errors are reasons for a 400.
+    /// Reads up to `limit` bytes of the body, by `deadline`. An error is the status and
+    /// `x-switchyard-error` reason to answer with: 408 for a client too slow, 400 for a body
+    /// that failed.
     pub async fn prepare(
         mut body: Incoming,
         limit: usize,
         deadline: Instant,
-    ) -> Result<Self, &'static str> {
+    ) -> Result<Self, (StatusCode, &'static str)> {
         if body.is_end_stream() {
             return Ok(RequestPayload::Replayable(Bytes::new()));
         }
@@ -43,9 +46,9 @@ impl RequestPayload {
         let mut buf = BodyBuffer::new(body.size_hint().lower() as usize);
         loop {
             let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
-                Err(_) => return Err("request-body-timeout"),
+                Err(_) => return Err((StatusCode::REQUEST_TIMEOUT, "request-body-timeout")),
                 Ok(None) => return Ok(RequestPayload::Replayable(buf.into_bytes())),
-                Ok(Some(Err(_))) => return Err("request-body-error"),
+                Ok(Some(Err(_))) => return Err((StatusCode::BAD_REQUEST, "request-body-error")),
                 Ok(Some(Ok(frame))) => frame,
             };
             // Trailers on a request are rare and not replayable; they are dropped.

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+#[derive(Debug)]
 pub struct UploadProgress {
     origin: Instant,
     /// Nanoseconds after `origin` at which the body finished, plus one; 0 while streaming.

@@ -121,7 +121,8 @@ impl Upstream {
             SendError::Unsent(e, req) => (FailureKind::Connect, error_chain(&e), false, Some(req)),
             SendError::Request(e) => (classify(&e), error_chain(&e), false, None),
         };
-        let mut error = Error::new(kind, &self.name, tls_hint(chain));
+        let detail = if tls { tls_hint(chain) } else { chain };
+        let mut error = Error::new(kind, &self.name, detail);
         if let Some(req) = unsent {
             error = error.with_unsent_body(req.into_body());
         }
