@@ -13,9 +13,15 @@ use hyper::body::Incoming;
 use crate::upstream::RegionBody;
 
 mod buffer;
+pub mod stall;
 pub mod upload;
 pub(crate) use buffer::BodyBuffer;
+use stall::{StallReport, StallWatch};
 use upload::UploadProgress;
+
+/// What a body fails with: a peer's error as hyper reported it, or the sidecar's own (a
+/// region's stalled body). Boxed only when a body fails.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, Default)]
 pub enum ProxyBody {
@@ -75,6 +81,13 @@ impl ProxyBody {
 }
 
 impl ProxyBody {
+    /// Bounds each wait for a region's body (see `stall`); any other body is left as it is.
+    pub fn watch_stalls(&mut self, report: &std::sync::Arc<StallReport>) {
+        if let ProxyBody::Region(body) = self {
+            body.watch_stalls(StallWatch::new(report.clone()));
+        }
+    }
+
     /// Streams as before, reporting to `progress` when the client's bytes are awaited and
     /// when the body is complete.
     pub fn upload(self, progress: std::sync::Arc<UploadProgress>) -> Self {
@@ -109,20 +122,20 @@ impl ProxyBody {
 
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             ProxyBody::Empty => Poll::Ready(None),
             ProxyBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            ProxyBody::Incoming(body) => Pin::new(body).poll_frame(cx),
+            ProxyBody::Incoming(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
             ProxyBody::Region(body) => Pin::new(body).poll_frame(cx),
             ProxyBody::Prefixed { prefix, rest } => match prefix.take() {
                 Some(b) => Poll::Ready(Some(Ok(Frame::data(b)))),
-                None => Pin::new(rest).poll_frame(cx),
+                None => Pin::new(rest).poll_frame(cx).map_err(Into::into),
             },
             ProxyBody::Capture(c) => {
                 let polled = Pin::new(&mut c.inner).poll_frame(cx);

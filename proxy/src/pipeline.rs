@@ -78,7 +78,9 @@ impl Forwarding {
     }
 }
 
-/// The outcome of the attempt loop.
+/// The outcome of the attempt loop. One per request, on the stack: boxing the response to
+/// shrink the other variants would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
 enum Outcome {
     /// A region answered (possibly with a 5xx that could not be retried).
     Answered {
@@ -229,6 +231,7 @@ async fn respond(
                 }
             } else {
                 headers::clean_region_response(resp.headers_mut());
+                resp.body_mut().watch_stalls(&svc.stalls[region]);
             }
             degraded::stamp(&mut resp, Some(name), attempts);
             if svc.policy.wants_responses() {
@@ -349,7 +352,8 @@ async fn attempt_loop(
     }
 }
 
-/// How one attempt ended.
+/// How one attempt ended (one per attempt, on the stack: see `Outcome`).
+#[allow(clippy::large_enum_variant)]
 enum Attempt {
     Done(Result<Response<ProxyBody>, crate::error::Error>),
     /// No response head within `per_try_timeout` of the region having the whole request.

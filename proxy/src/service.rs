@@ -9,6 +9,7 @@ use arc_swap::ArcSwap;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
+use crate::body::stall::StallReport;
 use crate::config::ServiceConfig;
 use crate::health::active::probe_loop;
 use crate::health::{HealthEvent, HealthHandle, HealthMonitor, HealthMonitorState};
@@ -37,6 +38,8 @@ pub struct Service {
     /// Index-aligned with `config.regions`.
     pub upstreams: Vec<Arc<Upstream>>,
     pub health: HealthHandle,
+    /// Index-aligned with `upstreams`: where a region's stalled response body is reported.
+    pub stalls: Vec<Arc<StallReport>>,
     pub budget: RetryBudget,
     pub policy: Arc<dyn Policy>,
     /// Request-path metric recorders, resolved once for this service's regions.
@@ -80,6 +83,20 @@ impl Service {
             upstreams.push(Arc::new(up));
         }
         let (monitor, health, events) = HealthMonitor::new(config.clone(), previous);
+        let stalls = upstreams
+            .iter()
+            .enumerate()
+            .map(|(i, up)| {
+                let service: Arc<str> = config.name.as_str().into();
+                Arc::new(StallReport::new(
+                    config.retry.per_try_timeout,
+                    health.clone(),
+                    i,
+                    service,
+                    up.name.clone(),
+                ))
+            })
+            .collect();
         let policy = policy.unwrap_or_else(|| Arc::new(DefaultPolicy));
         policy.attach(&health);
         let monitor = tokio::spawn(monitor.run(events));
@@ -107,6 +124,7 @@ impl Service {
             config,
             upstreams,
             health,
+            stalls,
             probes,
             monitor: std::sync::Mutex::new(Some(monitor)),
         })

@@ -24,7 +24,7 @@ use rustls::ServerConfig;
 use tokio::sync::Mutex;
 use tokio_rustls::TlsAcceptor;
 
-pub use body::{BoxError, pattern_bytes, sha256_hex};
+pub use body::{BoxError, DRIP_LINE, pattern_bytes, sha256_hex};
 pub use state::{Mode, RecordedRequest};
 
 use crate::pki::TestPki;

@@ -55,7 +55,7 @@ pub use client::{
 };
 pub use configs::TestConfig;
 pub use fake_region::{
-    FakeRegion, FakeRegionBuilder, Mode, RecordedRequest, pattern_bytes, sha256_hex,
+    DRIP_LINE, FakeRegion, FakeRegionBuilder, Mode, RecordedRequest, pattern_bytes, sha256_hex,
 };
 pub use otlp::{CollectedSpan, FakeCollector};
 pub use pki::TestPki;

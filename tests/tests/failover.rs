@@ -272,3 +272,125 @@ async fn active_health_checks_fail_over_and_back_without_traffic() {
     let resp = http1_client().get(&config.url("/")).await.expect("GET");
     assert_eq!(resp.region(), Some("westus"));
 }
+
+/// Reads `body` to its end or its first error, within 10 s: the bytes read and how it ended.
+async fn read_body(body: hyper::body::Incoming) -> (Vec<u8>, Result<(), String>) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut got = Vec::new();
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => {
+                    if let Some(data) = frame.data_ref() {
+                        got.extend_from_slice(data);
+                    }
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(())
+    };
+    let ended = tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .unwrap_or_else(|_| Err("no end within 10 s".into()));
+    (got, ended)
+}
+
+fn stall_config(west: &FakeRegion, east: &FakeRegion) -> TestConfig {
+    TestConfig::new(&[west, east]).service(
+        r#"
+[services.health]
+interval = "5s"
+[services.outlier]
+consecutive_failures = 1
+base_ejection = "30s"
+[services.retry]
+per_try_timeout = "400ms"
+"#,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stalls_is_cut_off_after_per_try_timeout_and_counts_against_the_region() {
+    use switchyard_tests::{DRIP_LINE, h2c_client};
+    let west = FakeRegion::new("westus").start().await;
+    let east = FakeRegion::new("northeurope").start().await;
+    let config = stall_config(&west, &east);
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
+
+    // Over HTTP/1.1 (the connection closes before the chunked body ends) and HTTP/2 (the
+    // stream is reset). The region sends one line, then nothing for a minute.
+    for (client, protocol) in [(http1_client(), "h1"), (h2c_client(), "h2")] {
+        let req = http::Request::get(config.url("/drip/3/60000"))
+            .body(switchyard_tests::empty())
+            .expect("request");
+        let started = Instant::now();
+        let resp = client.send_streaming(req).await.expect("response head");
+        assert_eq!(resp.status(), 200, "{protocol}");
+        let (got, ended) = read_body(resp.into_body()).await;
+        let took = started.elapsed();
+        assert_eq!(got, DRIP_LINE, "{protocol}: the first line arrives");
+        assert!(
+            ended.is_err(),
+            "{protocol}: the body must end in an error, not look complete"
+        );
+        assert!(
+            took >= Duration::from_millis(350) && took < Duration::from_millis(3000),
+            "{protocol}: cut off after about per_try_timeout (400ms), took {took:?}\n{}",
+            proxy.logs()
+        );
+        if protocol == "h1" {
+            // One stall is `consecutive_failures` here: the region is ejected, and reads go on
+            // to the next region.
+            let ejected = eventually(
+                Duration::from_secs(5),
+                Duration::from_millis(50),
+                || async {
+                    proxy.region_state("orders", "westus").await.ok().flatten()
+                        == Some("ejected".to_owned())
+                },
+            )
+            .await;
+            assert!(ejected, "the stalling region is ejected\n{}", proxy.logs());
+            let next = http1_client().get(&config.url("/")).await.expect("GET");
+            assert_eq!(next.region(), Some("northeurope"));
+            // The h2 round below stalls in northeurope, which serves `/drip` the same way.
+        }
+    }
+    assert!(
+        proxy.logs().contains("sent nothing of its response body"),
+        "the stall is logged\n{}",
+        proxy.logs()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_body_that_keeps_flowing_is_not_cut_off() {
+    use switchyard_tests::DRIP_LINE;
+    let west = FakeRegion::new("westus").start().await;
+    let east = FakeRegion::new("northeurope").start().await;
+    let config = stall_config(&west, &east);
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
+    // Eight lines 200 ms apart: 1.4 s in all, over three times per_try_timeout, but never
+    // silent for that long.
+    let req = http::Request::get(config.url("/drip/8/200"))
+        .body(switchyard_tests::empty())
+        .expect("request");
+    let resp = http1_client()
+        .send_streaming(req)
+        .await
+        .expect("response head");
+    let (got, ended) = read_body(resp.into_body()).await;
+    assert_eq!(ended, Ok(()), "{}", proxy.logs());
+    assert_eq!(got, DRIP_LINE.repeat(8));
+    let state = proxy
+        .region_state("orders", "westus")
+        .await
+        .expect("status");
+    assert_eq!(state.as_deref(), Some("healthy"));
+}

@@ -26,7 +26,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::{TrySendError, http1, http2};
 
 use super::connect::{Connected, Connector};
-use crate::body::ProxyBody;
+use crate::body::stall::StallWatch;
+use crate::body::{BodyError, ProxyBody};
 
 /// Idle connections kept per region; beyond this the oldest is closed.
 const MAX_IDLE: usize = 512;
@@ -266,6 +267,9 @@ pub struct RegionBody {
     body: Incoming,
     lease: Option<Lease>,
     done: bool,
+    /// Bounds each wait for the region's next piece (see `body::stall`); off until the
+    /// request path attaches a report, and after it fired.
+    stall: StallWatch,
 }
 
 impl RegionBody {
@@ -274,7 +278,12 @@ impl RegionBody {
             body,
             lease,
             done: false,
+            stall: StallWatch::default(),
         }
+    }
+
+    pub fn watch_stalls(&mut self, watch: StallWatch) {
+        self.stall = watch;
     }
 }
 
@@ -298,17 +307,24 @@ impl Drop for RegionBody {
 
 impl Body for RegionBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        if let Poll::Ready(None) = polled {
-            self.done = true;
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.done = true,
+            Poll::Pending => {
+                if let Some(stalled) = this.stall.poll_stalled(cx) {
+                    return Poll::Ready(Some(Err(stalled.into())));
+                }
+            }
+            Poll::Ready(Some(_)) => this.stall.progress(),
         }
-        polled
+        polled.map_err(Into::into)
     }
 
     fn is_end_stream(&self) -> bool {

@@ -1,5 +1,6 @@
 //! Bodies of the fake region: a hashing pass-through for request bodies and a deterministic source.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -141,5 +142,51 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// `/drip/N/MS`: `N` lines of 16 bytes, the first at once and each next one `MS` ms later,
+/// with no declared length (chunked over HTTP/1.1). A large `MS` is a body that stalls after
+/// its first piece.
+pub struct DripBody {
+    left: u32,
+    every: std::time::Duration,
+    wait: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// One piece of a `/drip` body.
+pub const DRIP_LINE: &[u8] = b"drip drip drip\n";
+
+impl DripBody {
+    pub fn new(count: u32, every: std::time::Duration) -> Self {
+        Self {
+            left: count,
+            every,
+            wait: None,
+        }
+    }
+}
+
+impl Body for DripBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.left == 0 {
+            return Poll::Ready(None);
+        }
+        if let Some(wait) = self.wait.as_mut() {
+            std::task::ready!(wait.as_mut().poll(cx));
+        }
+        self.left -= 1;
+        self.wait = Some(Box::pin(tokio::time::sleep(self.every)));
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(DRIP_LINE)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.left == 0
     }
 }

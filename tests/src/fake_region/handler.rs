@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
 
-use super::body::{BoxError, HashingBody, PatternBody};
+use super::body::{BoxError, DripBody, HashingBody, PatternBody};
 use super::conn::ConnCtx;
 use super::state::Mode;
 use super::websocket;
@@ -130,6 +130,15 @@ async fn serve_ok(
         let mut resp = Response::new(body.boxed());
         *resp.status_mut() = StatusCode::OK;
         return (resp, None);
+    }
+    if let Some((count, every)) = path
+        .strip_prefix("/drip/")
+        .and_then(|rest| rest.split_once('/'))
+        .and_then(|(n, ms)| Some((n.parse::<u32>().ok()?, ms.parse::<u64>().ok()?)))
+    {
+        let digest = drain(req, ctx, seq).await.unwrap_or(None);
+        let body = DripBody::new(count, Duration::from_millis(every));
+        return (Response::new(body.boxed()), digest);
     }
     if let Some(n) = path.strip_prefix("/bytes/") {
         let Ok(n) = n.parse::<u64>() else {

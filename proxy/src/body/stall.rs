@@ -1,0 +1,150 @@
+//! A region that stops sending its response body part-way (blackholed, frozen, its own
+//! dependency hung) would otherwise hold the client for ever: the head has gone out, so
+//! there is nothing to retry, and TCP sees nothing wrong. `per_try_timeout` therefore also
+//! bounds each wait for the next piece of a region's body, as HAProxy's `timeout server` and
+//! nginx's `proxy_read_timeout` bound the time between two reads. A body that keeps flowing
+//! may take as long as it needs; time spent waiting for a slow client is not counted, since
+//! the body is not polled then.
+//!
+//! The timer is armed only when the region's body is not ready: a small response that comes
+//! with its head never touches it, and a long one reuses one timer for all its waits.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Context;
+use std::time::Duration;
+
+use tokio::time::{Instant, Sleep};
+
+use crate::health::HealthHandle;
+use crate::telemetry::log_limit::LogLimit;
+
+/// What a region's response body is watched with: the limit (the service's
+/// `per_try_timeout`), and where a stall is reported: the region's health (a stall is a failure
+/// for outlier detection) and the log (once per 10 s per region). One per region, shared by
+/// its responses.
+pub struct StallReport {
+    limit: Duration,
+    health: HealthHandle,
+    region: usize,
+    service: Arc<str>,
+    name: Arc<str>,
+    log: LogLimit,
+}
+
+impl StallReport {
+    pub fn new(
+        limit: Duration,
+        health: HealthHandle,
+        region: usize,
+        service: Arc<str>,
+        name: Arc<str>,
+    ) -> Self {
+        StallReport {
+            limit,
+            health,
+            region,
+            service,
+            name,
+            log: LogLimit::every(10),
+        }
+    }
+
+    fn stalled(&self) -> RegionStalled {
+        self.health.report_failure(self.region);
+        if let Some(held_back) = self.log.check() {
+            tracing::warn!(
+                service = %self.service,
+                region = %self.name,
+                held_back,
+                "region sent nothing of its response body for {:?} (per_try_timeout): response aborted",
+                self.limit
+            );
+        }
+        RegionStalled {
+            region: self.name.clone(),
+            limit: self.limit,
+        }
+    }
+}
+
+/// The error a stalled body ends with: the client sees the response cut off (HTTP/1.1: the
+/// connection closes before the body is complete; HTTP/2: the stream is reset), never a
+/// shorter body that looks whole.
+#[derive(Debug)]
+pub struct RegionStalled {
+    pub region: Arc<str>,
+    pub limit: Duration,
+}
+
+impl fmt::Display for RegionStalled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "region {} sent nothing of its response body for {:?}",
+            self.region, self.limit
+        )
+    }
+}
+
+impl std::error::Error for RegionStalled {}
+
+/// The per-response watch, kept small (two pointers and a flag) because response bodies are
+/// moved several times on the way out: armed while the body is waited for, disarmed by each
+/// frame.
+#[derive(Default)]
+pub struct StallWatch {
+    report: Option<Arc<StallReport>>,
+    /// Created at the first wait, reset for later ones.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// Whether the timer's deadline belongs to the current wait.
+    waiting: bool,
+}
+
+impl StallWatch {
+    pub fn new(report: Arc<StallReport>) -> Self {
+        StallWatch {
+            report: Some(report),
+            timer: None,
+            waiting: false,
+        }
+    }
+
+    /// The body produced a frame (or ended): the next wait gets the full limit.
+    pub fn progress(&mut self) {
+        self.waiting = false;
+    }
+
+    /// The body is not ready. `Some(error)` once this wait has lasted the limit (the stall is
+    /// reported then, and the watch is off from then on); otherwise the task is woken when it
+    /// will have.
+    pub fn poll_stalled(&mut self, cx: &mut Context<'_>) -> Option<RegionStalled> {
+        let report = self.report.as_ref()?;
+        if !self.waiting {
+            self.waiting = true;
+            let deadline = Instant::now() + report.limit;
+            match &mut self.timer {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        let timer = self.timer.as_mut()?;
+        if timer.as_mut().poll(cx).is_pending() {
+            return None;
+        }
+        let stalled = report.stalled();
+        self.report = None;
+        Some(stalled)
+    }
+}
+
+impl fmt::Debug for StallWatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StallWatch")
+            .field("on", &self.report.is_some())
+            .field("waiting", &self.waiting)
+            .finish()
+    }
+}
