@@ -224,6 +224,12 @@ async fn respond(
 
     match outcome {
         Outcome::Answered { region, mut resp } => {
+            // RFC 5861's errors: a stored copy beats the last region's 500, 502, 503 or 504.
+            if is_stale_worthy_error(resp.status())
+                && let Some(stale) = serve_stale(&svc, &head, attempts)
+            {
+                return stale;
+            }
             let name = &svc.config.regions[region].name;
             if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                 if let Some(client) = client_upgrade {
@@ -532,13 +538,19 @@ fn keep_for_stale(
     Response::from_parts(parts, body)
 }
 
-/// The stale-if-error answer, when the cache is on and holds one for this request.
+/// The statuses RFC 5861 counts as errors for `stale-if-error`.
+fn is_stale_worthy_error(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 500 | 502 | 503 | 504)
+}
+
+/// The stale-if-error answer, when the cache is on and holds one for this request (a stored
+/// GET response answers HEAD too; `handle` drops the body then).
 fn serve_stale(
     svc: &Service,
     head: &RequestHead<'_>,
     attempts: u32,
 ) -> Option<Response<ProxyBody>> {
-    if *head.method != Method::GET {
+    if *head.method != Method::GET && *head.method != Method::HEAD {
         return None;
     }
     let mut resp = svc.stale.as_ref()?.lookup(head.path, head.headers)?;

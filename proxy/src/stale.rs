@@ -1,9 +1,11 @@
 //! The stale-if-error cache: the last good GET responses, served when no region can answer.
 //!
-//! Only responses a shared cache may keep are stored (2xx, no `no-store`/`private`, no
-//! `Set-Cookie`, nothing answered to a request with credentials (`Authorization`, `Cookie`)
-//! unless marked `public`, never `Vary: *`), each under its path and the request values of
-//! the headers it varies on.
+//! Only responses a shared cache may keep, and may serve stale, are stored: 2xx; no
+//! `no-store` or `private`; none that must be revalidated before reuse (`no-cache`,
+//! `must-revalidate`, `proxy-revalidate`, `s-maxage`: RFC 9111 forbids serving those stale,
+//! and wants a 504 instead); no `Set-Cookie`; nothing answered to a request with credentials
+//! (`Authorization`, `Cookie`) unless marked `public`; never `Vary: *`. Each is kept under its
+//! path and the request values of the headers it varies on, and answers GET and HEAD.
 //! Memory is bounded: entries over a size limit are not kept and the least recently used are
 //! evicted first. The cache is touched only when `stale_if_error` is on, and only once per
 //! stored response and per failed request, never for healthy traffic otherwise.
@@ -54,6 +56,14 @@ pub struct StaleCache {
 fn has_credentials(req: &HeaderMap) -> bool {
     req.contains_key(header::AUTHORIZATION) || req.contains_key(header::COOKIE)
 }
+
+/// Response directives that forbid serving the response stale (RFC 9111 §4.2.4).
+const REVALIDATE: [&str; 4] = [
+    "no-cache",
+    "must-revalidate",
+    "proxy-revalidate",
+    "s-maxage",
+];
 
 fn cache_control_has(headers: &HeaderMap, directive: &str) -> bool {
     headers
@@ -122,6 +132,7 @@ impl StaleCache {
             && status.is_success()
             && !cache_control_has(resp, "no-store")
             && !cache_control_has(resp, "private")
+            && !REVALIDATE.iter().any(|d| cache_control_has(resp, d))
             && !cache_control_has(req, "no-store")
             && !resp.contains_key(header::SET_COOKIE)
             && (!has_credentials(req) || cache_control_has(resp, "public"))
@@ -245,6 +256,10 @@ mod tests {
             "private",
             "max-age=0, no-store",
             "private=\"x\"",
+            "no-cache",
+            "max-age=60, must-revalidate",
+            "proxy-revalidate",
+            "public, s-maxage=60",
         ] {
             let resp = headers(&[("cache-control", cc)]);
             assert!(

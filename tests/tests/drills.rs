@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use http::Method;
-use switchyard_tests::{FakeRegion, ProxyProcess, TestConfig, eventually, http1_client};
+use switchyard_tests::{FakeRegion, Mode, ProxyProcess, TestConfig, eventually, http1_client};
 
 async fn served_by(config: &TestConfig) -> Option<String> {
     let resp = http1_client().get(&config.url("/")).await.ok()?;
@@ -518,27 +518,71 @@ async fn stale_answers_are_served_when_every_region_is_gone() {
 }
 
 #[tokio::test]
-async fn no_store_responses_are_never_served_stale() {
-    let west = FakeRegion::new("westus")
-        .header("cache-control", "no-store")
-        .start()
-        .await;
-    let config = TestConfig::new(&[&west]).service(STALE);
-    let _proxy = ProxyProcess::start(&config.render())
+async fn stale_answers_replace_a_regions_5xx_and_answer_head() {
+    let west = FakeRegion::new("westus").start().await;
+    // Ejection off the table: the region keeps answering, with errors.
+    let config = TestConfig::new(&[&west]).service(&format!(
+        "{STALE}[services.outlier]\nconsecutive_failures = 1000\n"
+    ));
+    let proxy = ProxyProcess::start(&config.render())
         .await
         .expect("proxy starts");
     let client = http1_client();
-    assert_eq!(
-        client
-            .get(&config.url("/account"))
+    let fresh = client.get(&config.url("/catalog")).await.expect("GET");
+    assert_eq!(fresh.status.as_u16(), 200);
+
+    west.set_mode(Mode::Status(503)).await;
+    let stale = client.get(&config.url("/catalog")).await.expect("GET");
+    assert_eq!(stale.status.as_u16(), 200, "{}", proxy.logs());
+    assert_eq!(stale.text(), "westus", "the last good body, not the 503");
+    assert_eq!(stale.header("x-switchyard-degraded"), Some("1"));
+    assert_eq!(stale.header("x-switchyard-error"), Some("stale"));
+    assert!(west.requests() >= 2, "the region was asked first");
+
+    let head = client
+        .request(Method::HEAD, &config.url("/catalog"), &[], "")
+        .await
+        .expect("HEAD");
+    assert_eq!(head.status.as_u16(), 200);
+    assert!(head.body.is_empty());
+    assert_eq!(head.header("x-switchyard-error"), Some("stale"));
+
+    // Nothing stored for this path: the region's own 503 goes through.
+    let uncached = client.get(&config.url("/other")).await.expect("GET");
+    assert_eq!(uncached.status.as_u16(), 503);
+    assert_eq!(uncached.region(), Some("westus"));
+
+    // A client error is an answer, not an outage.
+    west.set_mode(Mode::Status(404)).await;
+    let missing = client.get(&config.url("/catalog")).await.expect("GET");
+    assert_eq!(missing.status.as_u16(), 404);
+    assert_eq!(missing.header("x-switchyard-degraded"), None);
+}
+
+#[tokio::test]
+async fn responses_that_forbid_stale_reuse_are_never_served_stale() {
+    for cache_control in ["no-store", "must-revalidate", "no-cache"] {
+        let west = FakeRegion::new("westus")
+            .header("cache-control", cache_control)
+            .start()
+            .await;
+        let config = TestConfig::new(&[&west]).service(STALE);
+        let _proxy = ProxyProcess::start(&config.render())
             .await
-            .expect("GET")
-            .status
-            .as_u16(),
-        200
-    );
-    west.kill().await;
-    let resp = client.get(&config.url("/account")).await.expect("GET");
-    assert_eq!(resp.status.as_u16(), 503);
-    assert_eq!(resp.text(), "degraded");
+            .expect("proxy starts");
+        let client = http1_client();
+        assert_eq!(
+            client
+                .get(&config.url("/account"))
+                .await
+                .expect("GET")
+                .status
+                .as_u16(),
+            200
+        );
+        west.kill().await;
+        let resp = client.get(&config.url("/account")).await.expect("GET");
+        assert_eq!(resp.status.as_u16(), 503, "{cache_control}");
+        assert_eq!(resp.text(), "degraded", "{cache_control}");
+    }
 }
