@@ -81,10 +81,16 @@ impl ProxyBody {
 }
 
 impl ProxyBody {
-    /// Bounds each wait for a region's body (see `stall`); any other body is left as it is.
-    pub fn watch_stalls(&mut self, report: &std::sync::Arc<StallReport>) {
-        if let ProxyBody::Region(body) = self {
-            body.watch_stalls(StallWatch::new(report.clone()));
+    /// Bounds each wait for a region's body, and for a `success` clears the region's failure
+    /// streak once the body is complete (see `stall`). False for any other body, which is left
+    /// as it is.
+    pub fn watch_stalls(&mut self, report: &std::sync::Arc<StallReport>, success: bool) -> bool {
+        match self {
+            ProxyBody::Region(body) => {
+                body.watch_stalls(StallWatch::new(report.clone(), success));
+                true
+            }
+            _ => false,
         }
     }
 

@@ -231,13 +231,19 @@ async fn respond(
                 return stale;
             }
             let name = &svc.config.regions[region].name;
-            if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            let success = !resp.status().is_server_error();
+            let watched = if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                 if let Some(client) = client_upgrade {
                     upgrade::splice(client, &mut resp, name);
                 }
+                false
             } else {
                 headers::clean_region_response(resp.headers_mut());
-                resp.body_mut().watch_stalls(&svc.stalls[region]);
+                resp.body_mut().watch_stalls(&svc.stalls[region], success)
+            };
+            // A watched body clears the region's failure streak once it is complete.
+            if success && !watched {
+                svc.health.clear_failures(region);
             }
             degraded::stamp(&mut resp, Some(name), attempts);
             if svc.policy.wants_responses() {
@@ -314,7 +320,8 @@ async fn attempt_loop(
                 kind
             }
             Attempt::Done(Ok(resp)) => {
-                svc.health.report_success(region, now.elapsed());
+                // The failure streak is cleared when the body is complete (see `respond`).
+                svc.health.report_latency(region, now.elapsed());
                 return Outcome::Answered { region, resp };
             }
             Attempt::Done(Err(mut err)) => {

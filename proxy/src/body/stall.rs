@@ -52,6 +52,10 @@ impl StallReport {
         }
     }
 
+    fn completed(&self) {
+        self.health.clear_failures(self.region);
+    }
+
     fn stalled(&self) -> RegionStalled {
         self.health.report_failure(self.region);
         if let Some(held_back) = self.log.check() {
@@ -91,9 +95,14 @@ impl fmt::Display for RegionStalled {
 
 impl std::error::Error for RegionStalled {}
 
-/// The per-response watch, kept small (two pointers and a flag) because response bodies are
-/// moved several times on the way out: armed while the body is waited for, disarmed by each
-/// frame.
+/// The per-response watch, kept small (two pointers and two flags) because response bodies
+/// are moved several times on the way out: armed while the body is waited for, disarmed by
+/// each frame.
+///
+/// It also decides when the region's failure streak (outlier detection) is cleared: when the
+/// body has come in whole, not when the head arrived. Otherwise every stalled response would
+/// first clear the streak with its head and then add one failure with its stall, and a region
+/// that stalls every body would never reach `consecutive_failures`.
 #[derive(Default)]
 pub struct StallWatch {
     report: Option<Arc<StallReport>>,
@@ -101,14 +110,26 @@ pub struct StallWatch {
     timer: Option<Pin<Box<Sleep>>>,
     /// Whether the timer's deadline belongs to the current wait.
     waiting: bool,
+    /// Whether a complete body clears the streak (not for a 5xx, which was a failure).
+    success: bool,
 }
 
 impl StallWatch {
-    pub fn new(report: Arc<StallReport>) -> Self {
+    pub fn new(report: Arc<StallReport>, success: bool) -> Self {
         StallWatch {
             report: Some(report),
             timer: None,
             waiting: false,
+            success,
+        }
+    }
+
+    /// The body came in whole (called once, when it is dropped).
+    pub fn completed(&self) {
+        if self.success
+            && let Some(report) = &self.report
+        {
+            report.completed();
         }
     }
 
@@ -145,6 +166,7 @@ impl fmt::Debug for StallWatch {
         f.debug_struct("StallWatch")
             .field("on", &self.report.is_some())
             .field("waiting", &self.waiting)
+            .field("success", &self.success)
             .finish()
     }
 }

@@ -84,12 +84,24 @@ impl HealthHandle {
 
     /// Records a successful attempt: clears the failure streak, updates latency.
     pub fn report_success(&self, region: usize, latency: Duration) {
+        self.clear_failures(region);
+        self.report_latency(region, latency);
+    }
+
+    /// Clears the failure streak: the region served a request completely.
+    pub fn clear_failures(&self, region: usize) {
+        if let Some(c) = self.counters.get(region)
+            && c.consecutive_failures.load(Ordering::Relaxed) != 0
+        {
+            c.consecutive_failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// Updates the region's latency with the time one attempt took to its response head.
+    pub fn report_latency(&self, region: usize, latency: Duration) {
         let Some(c) = self.counters.get(region) else {
             return;
         };
-        if c.consecutive_failures.load(Ordering::Relaxed) != 0 {
-            c.consecutive_failures.store(0, Ordering::Relaxed);
-        }
         let sample = u32::try_from(latency.as_micros()).unwrap_or(u32::MAX);
         let old = c.latency_us.load(Ordering::Relaxed);
         // EWMA with alpha 1/8; a lost update under a race only delays smoothing.

@@ -297,10 +297,11 @@ impl std::fmt::Debug for RegionBody {
 
 impl Drop for RegionBody {
     fn drop(&mut self) {
-        if let Some(lease) = self.lease.take()
-            && (self.done || self.body.is_end_stream())
-        {
-            lease.release();
+        if self.done || self.body.is_end_stream() {
+            self.stall.completed();
+            if let Some(lease) = self.lease.take() {
+                lease.release();
+            }
         }
     }
 }
