@@ -250,6 +250,11 @@ async fn respond(
                 resp = apply_response_action(&svc, &head, name, resp, attempts);
             }
             if let Some(cache) = &svc.stale {
+                if !crate::retry::classify::is_safe(head.method)
+                    && (resp.status().is_success() || resp.status().is_redirection())
+                {
+                    cache.invalidate(head.path);
+                }
                 resp = keep_for_stale(cache, &head, resp);
             }
             resp

@@ -1,6 +1,7 @@
 //! The stale-if-error cache: the last good GET responses, served when no region can answer.
 //!
-//! Only responses a shared cache may keep, and may serve stale, are stored: 2xx; no
+//! Only responses a shared cache may keep, and may serve stale, are stored: a complete 200
+//! to a request without `Range`; no
 //! `no-store` or `private`; none that must be revalidated before reuse (`no-cache`,
 //! `must-revalidate`, `proxy-revalidate`, `s-maxage`: RFC 9111 forbids serving those stale,
 //! and wants a 504 instead); no `Set-Cookie`; nothing answered to a request with credentials
@@ -34,6 +35,9 @@ pub struct StaleEntry {
     headers: HeaderMap,
     body: Bytes,
     stored_at: Instant,
+    /// The response's age when it was stored (its `Age` header: time spent in caches before
+    /// the region's answer reached us).
+    age_at_store: Duration,
 }
 
 struct Variant {
@@ -129,7 +133,10 @@ impl StaleCache {
         resp: &HeaderMap,
     ) -> bool {
         *method == Method::GET
-            && status.is_success()
+            // Only a complete representation: a 206 answers one Range, and a 203 or 204 is
+            // not what a plain GET for the path would get again.
+            && status == StatusCode::OK
+            && !req.contains_key(header::RANGE)
             && !cache_control_has(resp, "no-store")
             && !cache_control_has(resp, "private")
             && !REVALIDATE.iter().any(|d| cache_control_has(resp, d))
@@ -158,11 +165,19 @@ impl StaleCache {
         for name in crate::headers::SIDECAR_HEADERS {
             headers.remove(name);
         }
+        let age_at_store = headers
+            .get(header::AGE)
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+            .map_or(Duration::ZERO, Duration::from_secs);
+        if age_at_store > self.max_age {
+            return;
+        }
         let entry = Arc::new(StaleEntry {
             status,
             headers,
             body,
             stored_at: Instant::now(),
+            age_at_store,
         });
         let size = entry_size(&entry, &path);
         if size > MAX_ENTRY_BYTES + 64 * 1024 {
@@ -207,7 +222,8 @@ impl StaleCache {
                 .entry
                 .clone()
         };
-        let age = entry.stored_at.elapsed();
+        // RFC 9111 §4.2.3: the age it had when stored plus the time it has been here.
+        let age = entry.age_at_store + entry.stored_at.elapsed();
         if age > self.max_age {
             return None;
         }
@@ -219,6 +235,19 @@ impl StaleCache {
         h.insert(X_SWITCHYARD_DEGRADED, HeaderValue::from_static("1"));
         h.insert(X_SWITCHYARD_ERROR, HeaderValue::from_static("stale"));
         Some(resp)
+    }
+
+    /// Forgets every variant stored for `path`: an unsafe request to it succeeded, so the
+    /// copy may no longer be what the region holds (RFC 9111 §4.4). A client must not get its
+    /// deleted or overwritten data back from the sidecar in the next outage.
+    pub fn invalidate(&self, path: &str) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        if let Some(variants) = inner.map.pop(path) {
+            let gone: usize = variants.iter().map(|v| entry_size(&v.entry, path)).sum();
+            inner.bytes = inner.bytes.saturating_sub(gone);
+        }
     }
 
     #[cfg(test)]
@@ -245,12 +274,18 @@ mod tests {
         let none = HeaderMap::new();
         assert!(StaleCache::should_store(&Method::GET, &none, ok, &none));
         assert!(!StaleCache::should_store(&Method::POST, &none, ok, &none));
-        assert!(!StaleCache::should_store(
-            &Method::GET,
-            &none,
+        for status in [
             StatusCode::NOT_FOUND,
-            &none
-        ));
+            StatusCode::PARTIAL_CONTENT,
+            StatusCode::NO_CONTENT,
+        ] {
+            assert!(
+                !StaleCache::should_store(&Method::GET, &none, status, &none),
+                "{status}"
+            );
+        }
+        let range = headers(&[("range", "bytes=0-4")]);
+        assert!(!StaleCache::should_store(&Method::GET, &range, ok, &none));
         for cc in [
             "no-store",
             "private",
@@ -327,6 +362,72 @@ mod tests {
             cache.lookup("/p", &en).is_none(),
             "older than stale_if_error"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn age_counts_from_the_regions_age_header() {
+        let cache = StaleCache::new(Duration::from_secs(60));
+        let none = HeaderMap::new();
+        cache.store(
+            "/aged".into(),
+            &none,
+            StatusCode::OK,
+            headers(&[("age", "50")]),
+            Bytes::from_static(b"x"),
+        );
+        cache.store(
+            "/old".into(),
+            &none,
+            StatusCode::OK,
+            headers(&[("age", "3600")]),
+            Bytes::from_static(b"x"),
+        );
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let hit = cache.lookup("/aged", &none).expect("young enough");
+        assert_eq!(hit.headers()["age"], "55");
+        assert!(
+            cache.lookup("/old", &none).is_none(),
+            "older than stale_if_error"
+        );
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert!(cache.lookup("/aged", &none).is_none(), "61 s old in all");
+    }
+
+    #[test]
+    fn invalidation_forgets_every_variant_of_a_path() {
+        let cache = StaleCache::new(Duration::from_secs(60));
+        let resp = headers(&[("vary", "accept-language")]);
+        for lang in ["en", "fr"] {
+            let req = headers(&[("accept-language", lang)]);
+            cache.store(
+                "/item".into(),
+                &req,
+                StatusCode::OK,
+                resp.clone(),
+                Bytes::from_static(b"x"),
+            );
+        }
+        cache.store(
+            "/other".into(),
+            &HeaderMap::new(),
+            StatusCode::OK,
+            HeaderMap::new(),
+            Bytes::from_static(b"y"),
+        );
+        let before = cache.bytes();
+        cache.invalidate("/item");
+        assert!(
+            cache
+                .lookup("/item", &headers(&[("accept-language", "en")]))
+                .is_none()
+        );
+        assert!(
+            cache
+                .lookup("/item", &headers(&[("accept-language", "fr")]))
+                .is_none()
+        );
+        assert!(cache.lookup("/other", &HeaderMap::new()).is_some());
+        assert!(cache.bytes() < before);
     }
 
     #[test]

@@ -560,6 +560,53 @@ async fn stale_answers_replace_a_regions_5xx_and_answer_head() {
 }
 
 #[tokio::test]
+async fn a_successful_write_forgets_the_stale_copy_and_range_answers_are_never_kept() {
+    let west = FakeRegion::new("westus").start().await;
+    let config = TestConfig::new(&[&west]).service(&format!(
+        "{STALE}[services.outlier]\nconsecutive_failures = 1000\n"
+    ));
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
+    let client = http1_client();
+    for path in ["/item", "/kept"] {
+        let fresh = client.get(&config.url(path)).await.expect("GET");
+        assert_eq!(fresh.status.as_u16(), 200);
+    }
+    let deleted = client
+        .request(Method::DELETE, &config.url("/item"), &[], "")
+        .await
+        .expect("DELETE");
+    assert_eq!(deleted.status.as_u16(), 200);
+    let ranged = client
+        .get_with(&config.url("/part"), &[("range", "bytes=0-2")])
+        .await
+        .expect("GET with Range");
+    assert_eq!(ranged.status.as_u16(), 200);
+
+    west.set_mode(Mode::Status(503)).await;
+    let item = client.get(&config.url("/item")).await.expect("GET");
+    assert_eq!(
+        item.status.as_u16(),
+        503,
+        "the copy from before the DELETE is gone\n{}",
+        proxy.logs()
+    );
+    let part = client.get(&config.url("/part")).await.expect("GET");
+    assert_eq!(
+        part.status.as_u16(),
+        503,
+        "an answer to a Range is not kept"
+    );
+    let kept = client.get(&config.url("/kept")).await.expect("GET");
+    assert_eq!(
+        kept.header("x-switchyard-error"),
+        Some("stale"),
+        "other paths keep theirs"
+    );
+}
+
+#[tokio::test]
 async fn responses_that_forbid_stale_reuse_are_never_served_stale() {
     for cache_control in ["no-store", "must-revalidate", "no-cache"] {
         let west = FakeRegion::new("westus")

@@ -10,6 +10,14 @@ use http::Method;
 use crate::config::RetryOn;
 use crate::error::FailureKind;
 
+/// Safe methods (RFC 9110 section 9.2.1): they do not ask the region to change anything.
+pub fn is_safe(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
+}
+
 /// Methods whose repetition has the same effect as one call (RFC 9110 section 9.2.2).
 pub fn is_idempotent(method: &Method) -> bool {
     matches!(
