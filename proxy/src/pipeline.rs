@@ -4,6 +4,7 @@
 //! walks that order under `per_try_timeout`, `request_timeout`, `max_attempts` and the retry
 //! budget, and the answer is either a region's response or one the sidecar makes itself.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,11 +95,16 @@ enum Outcome {
 }
 
 /// Serves one request inside its server span, and counts it.
-pub async fn handle(
+///
+/// `handle` and `respond` are plain functions returning an `async move` block rather than
+/// `async fn`s: an `async fn` keeps each argument twice in its future (as an argument and as
+/// the local it is moved into), and the request's future is moved whole several times on its
+/// way into hyper, so every byte in it is copied several times per request.
+pub fn handle(
     svc: Arc<Service>,
     req: Request<Incoming>,
     conn: ConnInfo,
-) -> Response<ProxyBody> {
+) -> impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send + 'static {
     let started = Instant::now();
     let span = traces::server_span(&traces::Incoming {
         service: &svc.config.name,
@@ -110,17 +116,19 @@ pub async fn handle(
         client: conn.remote.ip(),
     });
     let head_request = req.method() == Method::HEAD;
-    let mut resp = respond(svc.clone(), req, conn, started)
-        .instrument(span.clone())
-        .await;
-    // Two comparisons first: the header lookup only for HEAD and the no-content statuses.
-    if (head_request || degraded::has_no_content(resp.status()))
-        && resp.headers().contains_key(headers::X_SWITCHYARD_DEGRADED)
-    {
-        degraded::fit_to_request(&mut resp, head_request);
+    async move {
+        let mut resp = respond(svc.clone(), req, conn, started)
+            .instrument(span.clone())
+            .await;
+        // Two comparisons first: the header lookup only for HEAD and the no-content statuses.
+        if (head_request || degraded::has_no_content(resp.status()))
+            && resp.headers().contains_key(headers::X_SWITCHYARD_DEGRADED)
+        {
+            degraded::fit_to_request(&mut resp, head_request);
+        }
+        observe(&svc, &span, &resp, started.elapsed());
+        Ok(resp)
     }
-    observe(&svc, &span, &resp, started.elapsed());
-    resp
 }
 
 /// Metrics and span attributes of a response, read off the headers the sidecar stamps on
@@ -140,131 +148,139 @@ fn observe(svc: &Service, span: &tracing::Span, resp: &Response<ProxyBody>, elap
     traces::record_response(span, resp.status(), headers);
 }
 
-async fn respond(
+fn respond(
     svc: Arc<Service>,
     mut req: Request<Incoming>,
     conn: ConnInfo,
     started: Instant,
-) -> Response<ProxyBody> {
-    // The one lookup of `Host` per request: validated here, used for the plugin's authority
-    // and `X-Forwarded-Host` below.
-    let host = match headers::single_host(req.version(), req.headers()) {
-        Ok(host) => host.cloned(),
-        Err(reason) => return degraded::error_response(StatusCode::BAD_REQUEST, reason, 0),
-    };
-    // A tunnel to wherever the client names is not forwarding to a region.
-    if req.method() == Method::CONNECT {
-        return degraded::error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "connect-not-supported",
-            0,
-        );
-    }
+) -> impl Future<Output = Response<ProxyBody>> + Send + 'static {
     let client_upgrade = headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
-    let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let authority = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str())
-        .or_else(|| host.as_ref().and_then(|h| h.to_str().ok()));
-    let head = RequestHead {
-        id: crate::policy::next_request_id(),
-        method: &parts.method,
-        path,
-        headers: &parts.headers,
-        authority,
-    };
-
-    let deadline = started + svc.config.request_timeout;
-    // Writes wait here while the write region moves, so they route by the new snapshot.
-    let _write = if write_gate::is_write(&parts.method) {
-        match svc.writes.enter(deadline).await {
-            Some(guard) => Some(guard),
-            None => {
-                return degraded::degraded_response(&svc.config.degraded, "write-region-moving", 0);
-            }
+    async move {
+        // The one lookup of `Host` per request: validated here, used for the plugin's authority
+        // and `X-Forwarded-Host` below.
+        let host = match headers::single_host(parts.version, &parts.headers) {
+            Ok(host) => host.cloned(),
+            Err(reason) => return degraded::error_response(StatusCode::BAD_REQUEST, reason, 0),
+        };
+        // A tunnel to wherever the client names is not forwarding to a region.
+        if parts.method == Method::CONNECT {
+            return degraded::error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "connect-not-supported",
+                0,
+            );
         }
-    } else {
-        None
-    };
-    let snapshot = svc.health.snapshot_full();
-    let decision = match svc.policy.on_request(&head, &snapshot) {
-        Ok(d) => d,
-        Err(refused) => {
-            // The fault itself was logged (rate-limited) and counted where it happened.
-            tracing::debug!(service = %svc.config.name, plugin = %refused.plugin, "plugin failed closed");
-            return degraded::error_response(StatusCode::SERVICE_UNAVAILABLE, "plugin", 0);
-        }
-    };
-    traces::decision_event(&decision);
-    if let Decision::Local(local) = &decision {
-        return degraded::local_response(local, 0);
-    }
-    let order = router::select(&decision, &snapshot);
-    svc.budget.deposit();
-
-    let payload =
-        match RequestPayload::prepare(body, svc.config.retry.buffer_body_limit, deadline).await {
-            Ok(p) => p,
-            Err((status, reason)) => return degraded::error_response(status, reason, 0),
+        let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+        let authority = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| host.as_ref().and_then(|h| h.to_str().ok()));
+        let head = RequestHead {
+            id: crate::policy::next_request_id(),
+            method: &parts.method,
+            path,
+            headers: &parts.headers,
+            authority,
         };
 
-    let fwd = Forwarding {
-        original_host: host
-            .clone()
-            .or_else(|| parts.uri.authority().and_then(|a| a.as_str().parse().ok())),
-        client: conn.forwarded_for,
-        proto: if conn.tls { "https" } else { "http" },
-        upgrade: client_upgrade.is_some(),
-    };
-
-    let mut attempts = 0u32;
-    let outcome = attempt_loop(&svc, &parts, &fwd, &order, payload, deadline, &mut attempts).await;
-
-    match outcome {
-        Outcome::Answered { region, mut resp } => {
-            // RFC 5861's errors: a stored copy beats the last region's 500, 502, 503 or 504.
-            if is_stale_worthy_error(resp.status())
-                && let Some(stale) = serve_stale(&svc, &head, attempts)
-            {
-                return stale;
-            }
-            let name = &svc.config.regions[region].name;
-            let success = !resp.status().is_server_error();
-            let watched = if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-                if let Some(client) = client_upgrade {
-                    upgrade::splice(client, &mut resp, name);
+        let deadline = started + svc.config.request_timeout;
+        // Writes wait here while the write region moves, so they route by the new snapshot.
+        let _write = if write_gate::is_write(&parts.method) {
+            match svc.writes.enter(deadline).await {
+                Some(guard) => Some(guard),
+                None => {
+                    return degraded::degraded_response(
+                        &svc.config.degraded,
+                        "write-region-moving",
+                        0,
+                    );
                 }
-                false
-            } else {
-                headers::clean_region_response(resp.headers_mut());
-                resp.body_mut().watch_stalls(&svc.stalls[region], success)
-            };
-            // A watched body clears the region's failure streak once it is complete.
-            if success && !watched {
-                svc.health.clear_failures(region);
             }
-            degraded::stamp(&mut resp, Some(name), attempts);
-            if svc.policy.wants_responses() {
-                resp = apply_response_action(&svc, &head, name, resp, attempts);
+        } else {
+            None
+        };
+        let snapshot = svc.health.snapshot_full();
+        let decision = match svc.policy.on_request(&head, &snapshot) {
+            Ok(d) => d,
+            Err(refused) => {
+                // The fault itself was logged (rate-limited) and counted where it happened.
+                tracing::debug!(service = %svc.config.name, plugin = %refused.plugin, "plugin failed closed");
+                return degraded::error_response(StatusCode::SERVICE_UNAVAILABLE, "plugin", 0);
             }
-            if let Some(cache) = &svc.stale {
-                if !crate::retry::classify::is_safe(head.method)
-                    && (resp.status().is_success() || resp.status().is_redirection())
-                {
-                    cache.invalidate(head.path);
-                }
-                resp = keep_for_stale(cache, &head, resp);
-            }
-            resp
+        };
+        traces::decision_event(&decision);
+        if let Decision::Local(local) = &decision {
+            return degraded::local_response(local, 0);
         }
-        Outcome::Failed { last } => unavailable(&svc, &head, last, attempts),
-        Outcome::ClientTooSlow => degraded::error_response(
-            StatusCode::REQUEST_TIMEOUT,
-            "request-body-timeout",
-            attempts,
-        ),
+        let order = router::select(&decision, &snapshot);
+        svc.budget.deposit();
+
+        let payload =
+            match RequestPayload::prepare(body, svc.config.retry.buffer_body_limit, deadline).await
+            {
+                Ok(p) => p,
+                Err((status, reason)) => return degraded::error_response(status, reason, 0),
+            };
+
+        let fwd = Forwarding {
+            original_host: host
+                .clone()
+                .or_else(|| parts.uri.authority().and_then(|a| a.as_str().parse().ok())),
+            client: conn.forwarded_for,
+            proto: if conn.tls { "https" } else { "http" },
+            upgrade: client_upgrade.is_some(),
+        };
+
+        let mut attempts = 0u32;
+        let outcome =
+            attempt_loop(&svc, &parts, &fwd, &order, payload, deadline, &mut attempts).await;
+
+        match outcome {
+            Outcome::Answered { region, mut resp } => {
+                // RFC 5861's errors: a stored copy beats the last region's 500, 502, 503 or 504.
+                if is_stale_worthy_error(resp.status())
+                    && let Some(stale) = serve_stale(&svc, &head, attempts)
+                {
+                    return stale;
+                }
+                let name = &svc.config.regions[region].name;
+                let success = !resp.status().is_server_error();
+                let watched = if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    if let Some(client) = client_upgrade {
+                        upgrade::splice(client, &mut resp, name);
+                    }
+                    false
+                } else {
+                    headers::clean_region_response(resp.headers_mut());
+                    resp.body_mut().watch_stalls(&svc.stalls[region], success)
+                };
+                // A watched body clears the region's failure streak once it is complete.
+                if success && !watched {
+                    svc.health.clear_failures(region);
+                }
+                degraded::stamp(&mut resp, Some(name), attempts);
+                if svc.policy.wants_responses() {
+                    resp = apply_response_action(&svc, &head, name, resp, attempts);
+                }
+                if let Some(cache) = &svc.stale {
+                    if !crate::retry::classify::is_safe(head.method)
+                        && (resp.status().is_success() || resp.status().is_redirection())
+                    {
+                        cache.invalidate(head.path);
+                    }
+                    resp = keep_for_stale(cache, &head, resp);
+                }
+                resp
+            }
+            Outcome::Failed { last } => unavailable(&svc, &head, last, attempts),
+            Outcome::ClientTooSlow => degraded::error_response(
+                StatusCode::REQUEST_TIMEOUT,
+                "request-body-timeout",
+                attempts,
+            ),
+        }
     }
 }
 
@@ -301,7 +317,8 @@ async fn attempt_loop(
         let Ok(uri) = upstream.uri(parts.uri.path_and_query()) else {
             return Outcome::Failed { last };
         };
-        let mut request = Request::new(body);
+        // Boxed for the levels below (see `Pool::send`).
+        let mut request = Box::new(Request::new(body));
         *request.uri_mut() = uri;
         *request.method_mut() = parts.method.clone();
         *request.headers_mut() = fwd.headers(&parts.headers, upstream.host_header());
@@ -395,7 +412,7 @@ async fn send_attempt(
     svc: &Service,
     region: usize,
     attempt: u32,
-    mut request: Request<ProxyBody>,
+    mut request: Box<Request<ProxyBody>>,
     clock: AttemptClock<'_>,
 ) -> Attempt {
     let upstream = &svc.upstreams[region];

@@ -2,7 +2,6 @@
 
 mod first_bytes;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -155,8 +154,7 @@ async fn serve_conn<S>(
 {
     let remote = info.remote;
     let service = service_fn(move |req: hyper::Request<Incoming>| {
-        let (svc, info) = (slot.load_full(), info.clone());
-        async move { Ok::<_, Infallible>(pipeline::handle(svc, req, info).await) }
+        pipeline::handle(slot.load_full(), req, info.clone())
     });
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
     if let Err(e) = watcher.watch(conn.into_owned()).await {

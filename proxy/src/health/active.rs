@@ -54,7 +54,7 @@ async fn probe_once(upstream: &Upstream, path: &PathAndQuery, cfg: &HealthConfig
         return false;
     };
     let probe = async {
-        match upstream.send(req).await {
+        match upstream.send(Box::new(req)).await {
             Ok(resp) => {
                 let ok = cfg.expect_status.contains(resp.status());
                 // Read the body so the connection goes back to the pool.

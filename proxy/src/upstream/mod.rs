@@ -89,7 +89,7 @@ impl Upstream {
     }
 
     /// Sends one attempt and waits for the response head.
-    pub async fn send(&self, req: Request<ProxyBody>) -> Result<Response<ProxyBody>, Error> {
+    pub async fn send(&self, req: Box<Request<ProxyBody>>) -> Result<Response<ProxyBody>, Error> {
         if let Some(fault) = self.fault.load().as_deref() {
             match fault.effect(&self.fault_counter) {
                 FaultEffect::None => {}

@@ -81,16 +81,20 @@ impl Pool {
 
     /// Sends `req` (origin-form URI, `Host` set) on a pooled or new connection and waits for
     /// the response head.
+    ///
+    /// The request is boxed from the attempt down to here: every async level it passes
+    /// through keeps its arguments for its whole life, so a 300-byte request by value would
+    /// be stored (and copied on every move of the request's future) once per level.
     pub async fn send(
         self: &Arc<Self>,
-        mut req: Request<ProxyBody>,
+        mut req: Box<Request<ProxyBody>>,
     ) -> Result<Response<ProxyBody>, SendError> {
         for _ in 0..MAX_STALE {
             let Some(conn) = self.checkout() else { break };
             match self.send_on(conn, req).await {
                 Ok(resp) => return Ok(resp),
                 Err(e) => match e.message {
-                    Some(unsent) => req = unsent,
+                    Some(unsent) => req = Box::new(unsent),
                     None => return Err(SendError::Request(e.error)),
                 },
             }
@@ -99,7 +103,7 @@ impl Pool {
         // future stays small.
         let conn = match Box::pin(self.open()).await {
             Ok(conn) => conn,
-            Err(e) => return Err(SendError::Connect(e, Box::new(req))),
+            Err(e) => return Err(SendError::Connect(e, req)),
         };
         match self.send_on(conn, req).await {
             Ok(resp) => Ok(resp),
@@ -114,11 +118,14 @@ impl Pool {
     async fn send_on(
         self: &Arc<Self>,
         conn: Checkout,
-        req: Request<ProxyBody>,
+        req: Box<Request<ProxyBody>>,
     ) -> Result<Response<ProxyBody>, Returned> {
         match conn {
             Checkout::Http1(mut sender) => {
-                let resp = sender.try_send_request(req).await.map_err(Returned::from)?;
+                let resp = sender
+                    .try_send_request(*req)
+                    .await
+                    .map_err(Returned::from)?;
                 // After `101 Switching Protocols` the connection belongs to the upgrade.
                 let lease = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Lease {
                     sender,
@@ -127,7 +134,7 @@ impl Pool {
                 Ok(resp.map(|body| ProxyBody::Region(RegionBody::new(body, lease))))
             }
             Checkout::Http2(mut sender) => {
-                let req = self.absolute_form(req);
+                let req = self.absolute_form(*req);
                 let resp = sender.try_send_request(req).await.map_err(Returned::from)?;
                 Ok(resp.map(|body| ProxyBody::Region(RegionBody::new(body, None))))
             }
@@ -372,7 +379,7 @@ mod tests {
     }
 
     async fn get_to_end(pool: &Arc<Pool>, region: &FakeRegion, path: &str) -> usize {
-        let resp = match pool.send(request(region, "GET", path)).await {
+        let resp = match pool.send(Box::new(request(region, "GET", path))).await {
             Ok(resp) => resp,
             Err(_) => panic!("GET {path} failed"),
         };
@@ -402,7 +409,10 @@ mod tests {
     async fn a_body_dropped_unread_takes_its_connection_with_it() {
         let region = FakeRegion::new("westus").start().await;
         let pool = pool_for(&region);
-        let Ok(resp) = pool.send(request(&region, "GET", "/bytes/1000000")).await else {
+        let Ok(resp) = pool
+            .send(Box::new(request(&region, "GET", "/bytes/1000000")))
+            .await
+        else {
             panic!("GET failed");
         };
         drop(resp);
@@ -470,7 +480,10 @@ mod tests {
         region.restart().await;
         // The pooled connection's task sees the close; the POST must not fail because of it.
         tokio::time::sleep(Duration::from_millis(50)).await;
-        let Ok(resp) = pool.send(request(&region, "POST", "/orders")).await else {
+        let Ok(resp) = pool
+            .send(Box::new(request(&region, "POST", "/orders")))
+            .await
+        else {
             panic!("POST after the region restarted failed");
         };
         assert_eq!(resp.status(), StatusCode::OK);
