@@ -534,3 +534,50 @@ async fn connections_to_a_region_are_reused_by_requests_and_health_probes() {
         west.health_checks()
     );
 }
+
+/// One HTTP/2 connection carries every request to a region: a client that stops reading a
+/// large download must hold back only its own stream, not every other response on the
+/// connection (which would then be cut as stalled and eject the region).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_does_not_stall_other_streams_to_an_h2_region() {
+    let pki = TestPki::new();
+    let region = FakeRegion::new("secure").tls(&pki).start().await;
+    let (admin, port) = (free_port(), free_port());
+    let dir = ProxyProcess::new_dir().expect("dir");
+    pki.copy_to(dir.path()).expect("copy PEM files");
+    let config = format!(
+        "{}[services.retry]\nper_try_timeout = \"1s\"\n",
+        tls_config(admin, port, &region, r#"{ ca_file = "ca.pem" }"#)
+    );
+    let proxy = ProxyProcess::builder(&config)
+        .dir(dir)
+        .start()
+        .await
+        .expect("proxy starts");
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+
+    // 64 MiB asked for and never read: far more than any flow-control window.
+    let hog = http1_client()
+        .send_streaming(
+            http::Request::get(url("/bytes/67108864"))
+                .body(switchyard_tests::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response head");
+    assert_eq!(hog.headers()["x-fake-version"], "HTTP/2.0");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let client = http1_client().with_timeout(Duration::from_secs(5));
+    for i in 0..5 {
+        let resp = client.get(&url("/bytes/200000")).await.expect("GET");
+        assert_eq!(resp.status.as_u16(), 200, "request {i}\n{}", proxy.logs());
+        assert_eq!(resp.body.len(), 200_000, "request {i}: the whole body");
+    }
+    let state = proxy
+        .region_state("orders", "secure")
+        .await
+        .expect("status");
+    assert_eq!(state.as_deref(), Some("healthy"), "{}", proxy.logs());
+    drop(hog);
+}

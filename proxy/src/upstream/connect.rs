@@ -42,8 +42,20 @@ struct Tls {
 
 /// How long an idle connection's socket keeps TCP keep-alive probes going.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
-/// HTTP/2 PING interval, so a dead peer is noticed on a connection nobody is using.
-const H2_KEEPALIVE: Duration = Duration::from_secs(30);
+/// HTTP/2 PING interval while requests are open on the shared connection, and how long the
+/// answer may take: a region that was blackholed leaves a connection that no longer leads
+/// anywhere, and every request and health probe on it times out until the PING does. With
+/// hyper's defaults (30 s, then 20 s) that kept a recovered region out of service for about
+/// 50 s; now it is at most 15 s.
+const H2_KEEPALIVE: Duration = Duration::from_secs(10);
+const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP/2 flow-control windows towards a region. One connection carries every request to the
+/// region, so a stream whose client does not read must not hold the connection's window:
+/// it may hold at most its own 1 MiB, and the connection's 16 MiB leaves room for the others.
+/// (hyper's adaptive window grows both together, and one slow download stalled every other
+/// response on the connection.)
+const H2_STREAM_WINDOW: u32 = 1024 * 1024;
+const H2_CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 
 impl Connector {
     /// Reads the region's TLS files; runs at load time, never per request.
@@ -162,7 +174,9 @@ where
     let (sender, conn) = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .keep_alive_interval(H2_KEEPALIVE)
-        .adaptive_window(true)
+        .keep_alive_timeout(H2_KEEPALIVE_TIMEOUT)
+        .initial_stream_window_size(H2_STREAM_WINDOW)
+        .initial_connection_window_size(H2_CONNECTION_WINDOW)
         .handshake(TokioIo::new(io))
         .await
         .map_err(io::Error::other)?;
