@@ -348,7 +348,11 @@ async fn attempt_loop(
             }
             Attempt::Done(Err(mut err)) => {
                 tracing::debug!(service = %svc.config.name, "attempt {attempts} failed: {err}");
-                svc.health.report_failure(region);
+                // A refused stream (or one above a graceful GOAWAY's last stream) is the region
+                // saying "not on this connection": not an outage, so not an outlier failure.
+                if err.kind != FailureKind::RefusedStream {
+                    svc.health.report_failure(region);
+                }
                 if let Some(body) = err.unsent_body.take() {
                     payload.give_back(body);
                 }

@@ -392,3 +392,128 @@ async fn slow_region_is_cut_off_by_per_try_timeout_and_request_timeout_bounds_ev
         "took {took:?}"
     );
 }
+
+/// An HTTP/2 region that closes every connection gracefully (GOAWAY, NO_ERROR, last stream
+/// id 0) as soon as it is open, as a server that is restarting does: requests already on
+/// their way cross the GOAWAY and were never processed. Returns its port and every `x-n` it
+/// did process.
+async fn goaway_region(
+    pki: &switchyard_tests::TestPki,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let acceptor = tokio_rustls::TlsAcceptor::from(pki.server_config(false).expect("tls"));
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        for _ in 0..10_000 {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, log) = (acceptor.clone(), log.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut conn) = h2::server::handshake(tls).await else {
+                    return;
+                };
+                conn.abrupt_shutdown(h2::Reason::NO_ERROR);
+                while let Some(Ok((req, mut respond))) = conn.accept().await {
+                    if let Some(n) = req.headers().get("x-n") {
+                        log.lock()
+                            .expect("log")
+                            .push(n.to_str().unwrap_or("").to_owned());
+                    }
+                    let _ = respond.send_response(http::Response::new(()), true);
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+/// Streams a region never processed (above its GOAWAY's last stream id, RFC 9113 §6.8) are
+/// resent, writes included, and nothing is sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn posts_a_graceful_goaway_left_unprocessed_are_resent_once() {
+    let pki = switchyard_tests::TestPki::new();
+    let (port, seen) = goaway_region(&pki).await;
+    let east = FakeRegion::new("northeurope").start().await;
+    let (admin, listen) = (switchyard_tests::free_port(), switchyard_tests::free_port());
+    let dir = ProxyProcess::new_dir().expect("dir");
+    pki.copy_to(dir.path()).expect("copy PEM files");
+    let config = format!(
+        r#"
+[admin]
+listen = "127.0.0.1:{admin}"
+[[services]]
+name = "orders"
+listen = "127.0.0.1:{listen}"
+{QUIET}
+[[services.regions]]
+name = "westus"
+url = "https://localhost:{port}"
+priority = 0
+tls = {{ ca_file = "ca.pem" }}
+[[services.regions]]
+name = "northeurope"
+url = "{east}"
+priority = 1
+"#,
+        east = east.url()
+    );
+    let proxy = ProxyProcess::builder(&config)
+        .dir(dir)
+        .start()
+        .await
+        .expect("proxy starts");
+    let client = http1_client();
+    let url = format!("http://127.0.0.1:{listen}/orders");
+    let (mut resent, mut answered) = (0, 0);
+    for round in 0..10 {
+        let posts = (0..20).map(|i| {
+            let (client, url) = (client.clone(), url.clone());
+            let n = format!("{round}-{i}");
+            async move { client.post(&url, "order", &[("x-n", n.as_str())]).await }
+        });
+        for resp in futures_util::future::join_all(posts).await {
+            let resp = resp.expect("an answer");
+            if resp.status.as_u16() == 200 {
+                answered += 1;
+                if resp.header("x-switchyard-attempts") == Some("2") {
+                    resent += 1;
+                }
+            }
+        }
+    }
+    // A stream the GOAWAY named unprocessed counts as refused, and is resent to the next
+    // region. (Streams the connection lost otherwise, without a word on whether they were
+    // processed, are reported as 502: never resent on a guess.)
+    let metrics = proxy.metrics().await.expect("metrics");
+    let refused = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("switchyard_upstream_attempts_total{")
+                && l.contains("region=\"westus\"")
+                && l.contains("outcome=\"refused-stream\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(
+        refused > 0.0 && resent > 0,
+        "no stream was refused by the GOAWAY and resent ({refused} refused, {resent} resent, \
+         {answered} answered)\n{metrics}"
+    );
+    assert!(
+        seen.lock().expect("log").is_empty(),
+        "westus processed nothing (its GOAWAY said so)"
+    );
+    assert_eq!(
+        east.requests_for("POST"),
+        answered,
+        "each answered POST arrived at northeurope exactly once"
+    );
+}

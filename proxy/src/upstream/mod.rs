@@ -150,6 +150,13 @@ fn classify(err: &hyper::Error) -> FailureKind {
             if h2.reason() == Some(h2::Reason::REFUSED_STREAM) {
                 return FailureKind::RefusedStream;
             }
+            // A graceful GOAWAY (NO_ERROR) from the region fails only the streams above its
+            // last-stream-id, which it never processed (RFC 9113 §6.8): as safe to resend as
+            // a refused stream, writes included. (A GOAWAY with an error code may also fail
+            // streams it did process, so that stays a reset.)
+            if h2.is_go_away() && h2.is_remote() && h2.reason() == Some(h2::Reason::NO_ERROR) {
+                return FailureKind::RefusedStream;
+            }
             if h2.is_io() || h2.is_go_away() || h2.is_reset() {
                 kind = FailureKind::Reset;
             }
