@@ -6,12 +6,14 @@
 //! - [`config`]: TOML -> validated [`config::Config`], every error with `FILE:LINE:COL`.
 //! - [`app`], [`server`], [`framing`]: listeners (HTTP/1.1, h2c, TLS with ALPN), the first-bytes
 //!   timeout, graceful drain.
-//! - [`pipeline`]: one request: decide -> select -> attempts -> respond.
+//! - [`pipeline`]: one request: decide -> select -> attempts (`pipeline/attempt.rs`: one
+//!   attempt under its timer) -> respond.
 //! - [`policy`], [`plugin`]: who decides where a request goes (built-in or WebAssembly).
 //! - [`router`]: decision + health snapshot -> ordered regions.
 //! - [`retry`]: the write-safety rule and the retry budget.
 //! - [`upstream`]: pooled clients per region, rustls, drill faults.
-//! - [`request_body`], [`body`], [`headers`], [`upgrade`]: what crosses the proxy and how.
+//! - [`request_body`], [`body`], [`headers`], [`upgrade`]: what crosses the proxy and how
+//!   (`body/stall.rs`: a region body that stops part-way is cut off after `per_try_timeout`).
 //! - [`degraded`], [`stale`]: responses the sidecar makes itself, the stale-if-error cache.
 //! - [`write_gate`]: manual write-region moves that lose and reorder nothing.
 //! - [`health`]: probes, outlier ejection, failback, the snapshot the data path reads.

@@ -12,11 +12,10 @@ use std::time::Duration;
 use http::header::{self, HeaderMap};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use tokio::time::{Instant, timeout_at};
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::body::ProxyBody;
-use crate::body::upload::{PerTry, UploadProgress, per_try_expired};
 use crate::degraded;
 use crate::error::FailureKind;
 use crate::headers::{self, IDEMPOTENCY_KEY};
@@ -29,6 +28,10 @@ use crate::stale::StaleCache;
 use crate::telemetry::traces;
 use crate::upgrade;
 use crate::write_gate;
+
+mod attempt;
+
+use attempt::{Attempt, AttemptClock, send_attempt};
 
 /// What the listener knows about the client connection.
 #[derive(Debug, Clone)]
@@ -238,41 +241,8 @@ fn respond(
             attempt_loop(&svc, &parts, &fwd, &order, payload, deadline, &mut attempts).await;
 
         match outcome {
-            Outcome::Answered { region, mut resp } => {
-                // RFC 5861's errors: a stored copy beats the last region's 500, 502, 503 or 504.
-                if is_stale_worthy_error(resp.status())
-                    && let Some(stale) = serve_stale(&svc, &head, attempts)
-                {
-                    return stale;
-                }
-                let name = &svc.config.regions[region].name;
-                let success = !resp.status().is_server_error();
-                let watched = if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-                    if let Some(client) = client_upgrade {
-                        upgrade::splice(client, &mut resp, name);
-                    }
-                    false
-                } else {
-                    headers::clean_region_response(resp.headers_mut());
-                    resp.body_mut().watch_stalls(&svc.stalls[region], success)
-                };
-                // A watched body clears the region's failure streak once it is complete.
-                if success && !watched {
-                    svc.health.clear_failures(region);
-                }
-                degraded::stamp(&mut resp, Some(name), attempts);
-                if svc.policy.wants_responses() {
-                    resp = apply_response_action(&svc, &head, name, resp, attempts);
-                }
-                if let Some(cache) = &svc.stale {
-                    if !crate::retry::classify::is_safe(head.method)
-                        && (resp.status().is_success() || resp.status().is_redirection())
-                    {
-                        cache.invalidate(head.path);
-                    }
-                    resp = keep_for_stale(cache, &head, resp);
-                }
-                resp
+            Outcome::Answered { region, resp } => {
+                answered(&svc, &head, region, resp, attempts, client_upgrade)
             }
             Outcome::Failed { last } => unavailable(&svc, &head, last, attempts),
             Outcome::ClientTooSlow => degraded::error_response(
@@ -282,6 +252,55 @@ fn respond(
             ),
         }
     }
+}
+
+/// A region's answer on its way to the client: the stale copy in place of a gateway error,
+/// the upgrade spliced or the body watched for stalls, the sidecar's headers, the plugins'
+/// say, and the stale-if-error cache kept up to date.
+fn answered(
+    svc: &Service,
+    head: &RequestHead<'_>,
+    region: usize,
+    mut resp: Response<ProxyBody>,
+    attempts: u32,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+) -> Response<ProxyBody> {
+    // RFC 5861's errors: a stored copy beats the last region's 500, 502, 503 or 504.
+    if is_stale_worthy_error(resp.status())
+        && let Some(stale) = serve_stale(svc, head, attempts)
+    {
+        return stale;
+    }
+    let name = &svc.config.regions[region].name;
+    let success = !resp.status().is_server_error();
+    let watched = if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(client) = client_upgrade {
+            upgrade::splice(client, &mut resp, name);
+        }
+        false
+    } else {
+        headers::clean_region_response(resp.headers_mut());
+        resp.body_mut().watch_stalls(&svc.stalls[region], success)
+    };
+    // A watched body clears the region's failure streak once it is complete.
+    if success && !watched {
+        svc.health.clear_failures(region);
+    }
+    // RFC 9111 4.4: a write the region accepted makes the stored copy of its path outdated.
+    if let Some(cache) = &svc.stale
+        && !crate::retry::classify::is_safe(head.method)
+        && (resp.status().is_success() || resp.status().is_redirection())
+    {
+        cache.invalidate(head.path);
+    }
+    degraded::stamp(&mut resp, Some(name), attempts);
+    if svc.policy.wants_responses() {
+        resp = apply_response_action(svc, head, name, resp, attempts);
+    }
+    if let Some(cache) = &svc.stale {
+        resp = keep_for_stale(cache, head, resp);
+    }
+    resp
 }
 
 async fn attempt_loop(
@@ -387,104 +406,6 @@ async fn attempt_loop(
                 pos = next;
             }
             None => return Outcome::Failed { last },
-        }
-    }
-}
-
-/// How one attempt ended (one per attempt, on the stack: see `Outcome`).
-#[allow(clippy::large_enum_variant)]
-enum Attempt {
-    Done(Result<Response<ProxyBody>, crate::error::Error>),
-    /// No response head within `per_try_timeout` of the region having the whole request.
-    TimedOut,
-    /// The request deadline passed while the client was still sending its body.
-    ClientTooSlow,
-}
-
-/// What the attempt's timer knows: when the attempt started, how long the region gets, and
-/// the request's own deadline.
-struct AttemptClock<'a> {
-    started: Instant,
-    per_try: Duration,
-    deadline: Instant,
-    /// A streamed body's progress: the region's time starts when the client's body is done.
-    upload: Option<&'a UploadProgress>,
-}
-
-/// Sends one attempt inside its client span, with the trace context injected, and counts it.
-async fn send_attempt(
-    svc: &Service,
-    region: usize,
-    attempt: u32,
-    mut request: Box<Request<ProxyBody>>,
-    clock: AttemptClock<'_>,
-) -> Attempt {
-    let upstream = &svc.upstreams[region];
-    if attempt > 1 {
-        svc.metrics.retry();
-    }
-    let span = traces::attempt_span(
-        &upstream.name,
-        attempt,
-        request.method(),
-        upstream.host_header(),
-    );
-    traces::inject(&span, request.headers_mut());
-    let until = (clock.started + clock.per_try).min(clock.deadline);
-    let sent = match clock.upload {
-        // The common case, a body read whole before the first attempt (or none): one timer.
-        None => match timeout_at(until, upstream.send(request))
-            .instrument(span.clone())
-            .await
-        {
-            Ok(done) => Attempt::Done(done),
-            Err(_) => Attempt::TimedOut,
-        },
-        // Boxed: uploads are rare and large, and the common future stays as small as before.
-        Some(upload) => {
-            let send = upstream.send(request).instrument(span.clone());
-            Box::pin(send_streaming(send, until, &clock, upload)).await
-        }
-    };
-    let (status, failure) = match &sent {
-        Attempt::Done(Ok(resp)) if resp.status().is_server_error() => (
-            Some(resp.status()),
-            Some(FailureKind::Status(resp.status().as_u16())),
-        ),
-        Attempt::Done(Ok(resp)) => (Some(resp.status()), None),
-        Attempt::Done(Err(err)) => (None, Some(err.kind)),
-        Attempt::TimedOut => (None, Some(FailureKind::Timeout)),
-        // Not the region's failure.
-        Attempt::ClientTooSlow => (None, Some(FailureKind::Other)),
-    };
-    svc.metrics.attempt(region, failure);
-    traces::record_attempt(&span, status, failure);
-    sent
-}
-
-/// An attempt whose body streams from the client: the timer follows the upload (see
-/// `body::upload`).
-async fn send_streaming(
-    send: impl std::future::Future<Output = Result<Response<ProxyBody>, crate::error::Error>>,
-    mut until: Instant,
-    clock: &AttemptClock<'_>,
-    upload: &UploadProgress,
-) -> Attempt {
-    tokio::pin!(send);
-    loop {
-        match timeout_at(until, &mut send).await {
-            Ok(done) => return Attempt::Done(done),
-            Err(_) => match per_try_expired(
-                Some(upload),
-                clock.started,
-                Instant::now(),
-                clock.per_try,
-                clock.deadline,
-            ) {
-                PerTry::ExtendTo(later) => until = later,
-                PerTry::TimedOut => return Attempt::TimedOut,
-                PerTry::ClientTooSlow => return Attempt::ClientTooSlow,
-            },
         }
     }
 }
