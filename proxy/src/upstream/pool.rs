@@ -142,9 +142,9 @@ impl Pool {
     }
 
     /// HTTP/2 carries scheme and authority as pseudo-headers, taken from the URI, and no
-    /// `Host` header: RFC 9113 §8.3.1 lets a client send both, but servers such as nginx 1.22
-    /// (Debian 12's) refuse such a request with 400 (a duplicate host), so a region behind one would
-    /// fail every request and every health check.
+    /// `Host` header: RFC 9113 §8.3.1 lets a client send both, but servers such as nginx
+    /// 1.22 (Debian 12's) refuse such a request with 400 (a duplicate host), so a region
+    /// behind one would fail every request and every health check.
     fn absolute_form(&self, req: Request<ProxyBody>) -> Request<ProxyBody> {
         let (mut parts, body) = req.into_parts();
         parts.headers.remove(http::header::HOST);
