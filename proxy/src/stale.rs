@@ -84,6 +84,15 @@ fn cache_control_has(headers: &HeaderMap, directive: &str) -> bool {
         })
 }
 
+/// An `Age` value in seconds; one too large to represent is as old as can be (RFC 9111
+/// §1.2.2), not unknown. Anything but digits is no `Age`.
+fn age_secs(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(std::str::from_utf8(value).ok()?.parse().unwrap_or(u64::MAX))
+}
+
 fn vary_names(resp_headers: &HeaderMap) -> Option<Vec<HeaderName>> {
     let mut names = Vec::new();
     for v in resp_headers.get_all(header::VARY) {
@@ -167,7 +176,7 @@ impl StaleCache {
         }
         let age_at_store = headers
             .get(header::AGE)
-            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+            .and_then(|v| age_secs(v.as_bytes()))
             .map_or(Duration::ZERO, Duration::from_secs);
         if age_at_store > self.max_age {
             return;
@@ -382,12 +391,23 @@ mod tests {
             headers(&[("age", "3600")]),
             Bytes::from_static(b"x"),
         );
+        cache.store(
+            "/ancient".into(),
+            &none,
+            StatusCode::OK,
+            headers(&[("age", "99999999999999999999999")]),
+            Bytes::from_static(b"x"),
+        );
         tokio::time::advance(Duration::from_secs(5)).await;
         let hit = cache.lookup("/aged", &none).expect("young enough");
         assert_eq!(hit.headers()["age"], "55");
         assert!(
             cache.lookup("/old", &none).is_none(),
             "older than stale_if_error"
+        );
+        assert!(
+            cache.lookup("/ancient", &none).is_none(),
+            "an Age too large to represent is old, not unknown"
         );
         tokio::time::advance(Duration::from_secs(6)).await;
         assert!(cache.lookup("/aged", &none).is_none(), "61 s old in all");

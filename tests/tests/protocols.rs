@@ -556,16 +556,22 @@ async fn a_client_that_stops_reading_does_not_stall_other_streams_to_an_h2_regio
         .expect("proxy starts");
     let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
 
-    // 64 MiB asked for and never read: far more than any flow-control window.
-    let hog = http1_client()
-        .send_streaming(
-            http::Request::get(url("/bytes/67108864"))
-                .body(switchyard_tests::empty())
-                .expect("request"),
-        )
-        .await
-        .expect("response head");
-    assert_eq!(hog.headers()["x-fake-version"], "HTTP/2.0");
+    // 24 downloads of 64 MiB asked for and never read: each far more than its stream's
+    // window, and together more than 16 MiB (the connection window that let 20 such clients
+    // stall everything else).
+    let mut hogs = Vec::new();
+    for _ in 0..24 {
+        let hog = http1_client()
+            .send_streaming(
+                http::Request::get(url("/bytes/67108864"))
+                    .body(switchyard_tests::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("response head");
+        assert_eq!(hog.headers()["x-fake-version"], "HTTP/2.0");
+        hogs.push(hog);
+    }
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let client = http1_client().with_timeout(Duration::from_secs(5));
@@ -579,5 +585,5 @@ async fn a_client_that_stops_reading_does_not_stall_other_streams_to_an_h2_regio
         .await
         .expect("status");
     assert_eq!(state.as_deref(), Some("healthy"), "{}", proxy.logs());
-    drop(hog);
+    drop(hogs);
 }

@@ -51,11 +51,13 @@ const H2_KEEPALIVE: Duration = Duration::from_secs(10);
 const H2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// HTTP/2 flow-control windows towards a region. One connection carries every request to the
 /// region, so a stream whose client does not read must not hold the connection's window:
-/// it may hold at most its own 1 MiB, and the connection's 16 MiB leaves room for the others.
-/// (hyper's adaptive window grows both together, and one slow download stalled every other
-/// response on the connection.)
-const H2_STREAM_WINDOW: u32 = 1024 * 1024;
-const H2_CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+/// it may hold at most its own 512 KiB, and the connection's 32 MiB leaves room for the
+/// others until 64 clients have stopped reading at once. (hyper's adaptive window grows both
+/// together, and one slow download stalled every other response on the connection; with
+/// 1 MiB and 16 MiB, 20 did.) The stream window also bounds one download's speed to 512 KiB
+/// per round trip, 10 MiB/s at 50 ms.
+const H2_STREAM_WINDOW: u32 = 512 * 1024;
+const H2_CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
 
 impl Connector {
     /// Reads the region's TLS files; runs at load time, never per request.
