@@ -517,16 +517,22 @@ async fn stale_answers_are_served_when_every_region_is_gone() {
     assert_eq!(writes_are_not_stale.status.as_u16(), 503);
 }
 
-#[tokio::test]
-async fn stale_answers_replace_a_regions_5xx_and_answer_head() {
-    let west = FakeRegion::new("westus").start().await;
-    // Ejection off the table: the region keeps answering, with errors.
-    let config = TestConfig::new(&[&west]).service(&format!(
+/// A proxy with the stale cache on in front of `west`, with ejection off the table: the
+/// region keeps answering, with errors.
+async fn stale_proxy_that_never_ejects(west: &FakeRegion) -> (TestConfig, ProxyProcess) {
+    let config = TestConfig::new(&[west]).service(&format!(
         "{STALE}[services.outlier]\nconsecutive_failures = 1000\n"
     ));
     let proxy = ProxyProcess::start(&config.render())
         .await
         .expect("proxy starts");
+    (config, proxy)
+}
+
+#[tokio::test]
+async fn stale_answers_replace_a_regions_5xx_and_answer_head() {
+    let west = FakeRegion::new("westus").start().await;
+    let (config, proxy) = stale_proxy_that_never_ejects(&west).await;
     let client = http1_client();
     let fresh = client.get(&config.url("/catalog")).await.expect("GET");
     assert_eq!(fresh.status.as_u16(), 200);
@@ -562,12 +568,7 @@ async fn stale_answers_replace_a_regions_5xx_and_answer_head() {
 #[tokio::test]
 async fn a_successful_write_forgets_the_stale_copy_and_range_answers_are_never_kept() {
     let west = FakeRegion::new("westus").start().await;
-    let config = TestConfig::new(&[&west]).service(&format!(
-        "{STALE}[services.outlier]\nconsecutive_failures = 1000\n"
-    ));
-    let proxy = ProxyProcess::start(&config.render())
-        .await
-        .expect("proxy starts");
+    let (config, proxy) = stale_proxy_that_never_ejects(&west).await;
     let client = http1_client();
     for path in ["/item", "/kept"] {
         let fresh = client.get(&config.url(path)).await.expect("GET");
