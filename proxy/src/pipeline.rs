@@ -282,8 +282,9 @@ fn answered(
         headers::clean_region_response(resp.headers_mut());
         resp.body_mut().watch_stalls(&svc.stalls[region], success)
     };
-    // A watched body clears the region's failure streak once it is complete.
+    // A watched body counts its attempt and clears the region's failure streak when it ends.
     if success && !watched {
+        svc.metrics.attempt(region, None);
         svc.health.clear_failures(region);
     }
     // RFC 9111 4.4: a write the region accepted makes the stored copy of its path outdated.

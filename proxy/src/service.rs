@@ -83,6 +83,8 @@ impl Service {
             upstreams.push(Arc::new(up));
         }
         let (monitor, health, events) = HealthMonitor::new(config.clone(), previous);
+        let metrics =
+            metrics().service(&config.name, config.regions.iter().map(|r| r.name.as_str()));
         let stalls = upstreams
             .iter()
             .enumerate()
@@ -91,6 +93,7 @@ impl Service {
                 Arc::new(StallReport::new(
                     config.retry.per_try_timeout,
                     health.clone(),
+                    &metrics,
                     i,
                     service,
                     up.name.clone(),
@@ -119,8 +122,7 @@ impl Service {
                 .then(|| Arc::new(StaleCache::new(config.degraded.stale_if_error))),
             writes: WriteGate::default(),
             tls,
-            metrics: metrics()
-                .service(&config.name, config.regions.iter().map(|r| r.name.as_str())),
+            metrics,
             config,
             upstreams,
             health,

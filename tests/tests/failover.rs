@@ -297,6 +297,20 @@ async fn read_body(body: hyper::body::Incoming) -> (Vec<u8>, Result<(), String>)
     (got, ended)
 }
 
+/// `switchyard_upstream_attempts_total` of westus with `outcome`.
+async fn westus_attempts(proxy: &ProxyProcess, outcome: &str) -> f64 {
+    let text = proxy.metrics().await.expect("metrics");
+    let scrape = switchyard_tests::Scrape::parse(&text).expect("valid exposition");
+    let labels = [
+        ("service", "orders"),
+        ("region", "westus"),
+        ("outcome", outcome),
+    ];
+    scrape
+        .value("switchyard_upstream_attempts_total", &labels)
+        .unwrap_or(0.0)
+}
+
 fn stall_config(west: &FakeRegion, east: &FakeRegion) -> TestConfig {
     TestConfig::new(&[west, east]).service(
         r#"
@@ -357,6 +371,9 @@ async fn a_body_that_stalls_is_cut_off_after_per_try_timeout_and_counts_against_
     assert!(ejected, "the stalling region is ejected\n{}", proxy.logs());
     let next = http1_client().get(&config.url("/")).await.expect("GET");
     assert_eq!(next.region(), Some("northeurope"));
+    // The metrics say the same: two attempts at westus that timed out, none that went well.
+    assert_eq!(westus_attempts(&proxy, "timeout").await, 2.0);
+    assert_eq!(westus_attempts(&proxy, "ok").await, 0.0);
     assert!(
         proxy.logs().contains("sent nothing of its response body"),
         "the stall is logged\n{}",
@@ -390,4 +407,6 @@ async fn a_slow_body_that_keeps_flowing_is_not_cut_off() {
         .await
         .expect("status");
     assert_eq!(state.as_deref(), Some("healthy"));
+    assert_eq!(westus_attempts(&proxy, "ok").await, 1.0);
+    assert_eq!(westus_attempts(&proxy, "timeout").await, 0.0);
 }

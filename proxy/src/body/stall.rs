@@ -18,7 +18,11 @@ use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
+use prometheus_client::metrics::counter::Counter;
+
+use crate::error::FailureKind;
 use crate::health::HealthHandle;
+use crate::telemetry::ServiceMetrics;
 use crate::telemetry::log_limit::LogLimit;
 
 /// What a region's response body is watched with: the limit (the service's
@@ -27,6 +31,10 @@ use crate::telemetry::log_limit::LogLimit;
 /// its responses.
 pub struct StallReport {
     limit: Duration,
+    /// `switchyard_upstream_attempts_total` of the region, `ok` and `timeout`: a watched
+    /// response's attempt is counted when its body ends or stalls.
+    attempt_ok: Counter,
+    attempt_stalled: Counter,
     health: HealthHandle,
     region: usize,
     service: Arc<str>,
@@ -38,12 +46,15 @@ impl StallReport {
     pub fn new(
         limit: Duration,
         health: HealthHandle,
+        metrics: &ServiceMetrics,
         region: usize,
         service: Arc<str>,
         name: Arc<str>,
     ) -> Self {
         StallReport {
             limit,
+            attempt_ok: metrics.attempt_counter(region, None),
+            attempt_stalled: metrics.attempt_counter(region, Some(FailureKind::Timeout)),
             health,
             region,
             service,
@@ -52,11 +63,8 @@ impl StallReport {
         }
     }
 
-    fn completed(&self) {
-        self.health.clear_failures(self.region);
-    }
-
     fn stalled(&self) -> RegionStalled {
+        self.attempt_stalled.inc();
         self.health.report_failure(self.region);
         if let Some(held_back) = self.log.check() {
             tracing::warn!(
@@ -110,7 +118,8 @@ pub struct StallWatch {
     timer: Option<Pin<Box<Sleep>>>,
     /// Whether the timer's deadline belongs to the current wait.
     waiting: bool,
-    /// Whether a complete body clears the streak (not for a 5xx, which was a failure).
+    /// Whether the response was a success: its attempt is counted at the end and a complete
+    /// body clears the streak (a 5xx was counted, as a failure, at its head).
     success: bool,
 }
 
@@ -124,12 +133,16 @@ impl StallWatch {
         }
     }
 
-    /// The body came in whole (called once, when it is dropped).
-    pub fn completed(&self) {
+    /// The body is dropped, `complete` or not. A success's attempt is counted now (a stall
+    /// counted its own), and a complete one clears the region's failure streak.
+    pub fn finished(&self, complete: bool) {
         if self.success
             && let Some(report) = &self.report
         {
-            report.completed();
+            report.attempt_ok.inc();
+            if complete {
+                report.health.clear_failures(report.region);
+            }
         }
     }
 

@@ -80,7 +80,11 @@ pub(super) async fn send_attempt(
         // Not the region's failure.
         Attempt::ClientTooSlow => (None, Some(FailureKind::Other)),
     };
-    svc.metrics.attempt(region, failure);
+    // A success is counted by `answered`, or by its body when that is watched for stalls
+    // (`body::stall`): a body cut off later is an attempt that timed out.
+    if failure.is_some() {
+        svc.metrics.attempt(region, failure);
+    }
     traces::record_attempt(&span, status, failure);
     sent
 }

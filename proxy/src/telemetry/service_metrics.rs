@@ -125,6 +125,15 @@ impl ServiceMetrics {
         }
     }
 
+    /// The attempt counter of `region` for `outcome`, to count an attempt later (a response
+    /// body's attempt is counted when the body ends or stalls, see `body::stall`).
+    pub fn attempt_counter(&self, region: usize, outcome: Option<FailureKind>) -> Counter {
+        self.attempts
+            .get(region)
+            .map(|counters| counters[outcome_index(outcome)].clone())
+            .unwrap_or_default()
+    }
+
     pub fn retry(&self) {
         self.retries.inc();
     }

@@ -308,11 +308,10 @@ impl std::fmt::Debug for RegionBody {
 
 impl Drop for RegionBody {
     fn drop(&mut self) {
-        if self.done || self.body.is_end_stream() {
-            self.stall.completed();
-            if let Some(lease) = self.lease.take() {
-                lease.release();
-            }
+        let complete = self.done || self.body.is_end_stream();
+        self.stall.finished(complete);
+        if complete && let Some(lease) = self.lease.take() {
+            lease.release();
         }
     }
 }
