@@ -7,7 +7,7 @@
 //! - [`app`], [`server`], [`framing`]: listeners (HTTP/1.1, h2c, TLS with ALPN), the first-bytes
 //!   timeout, graceful drain.
 //! - [`pipeline`]: one request: decide -> select -> attempts (`pipeline/attempt.rs`: one
-//!   attempt under its timer) -> respond.
+//!   attempt under its timer) -> respond (`pipeline/answer.rs`: what goes back to the client).
 //! - [`policy`], [`plugin`]: who decides where a request goes (built-in or WebAssembly).
 //! - [`router`]: decision + health snapshot -> ordered regions.
 //! - [`retry`]: the write-safety rule and the retry budget.
