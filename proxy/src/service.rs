@@ -85,17 +85,17 @@ impl Service {
         let (monitor, health, events) = HealthMonitor::new(config.clone(), previous);
         let metrics =
             metrics().service(&config.name, config.regions.iter().map(|r| r.name.as_str()));
+        let service: Arc<str> = config.name.as_str().into();
         let stalls = upstreams
             .iter()
             .enumerate()
             .map(|(i, up)| {
-                let service: Arc<str> = config.name.as_str().into();
                 Arc::new(StallReport::new(
                     config.retry.per_try_timeout,
                     health.clone(),
                     &metrics,
                     i,
-                    service,
+                    service.clone(),
                     up.name.clone(),
                 ))
             })

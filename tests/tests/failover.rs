@@ -311,6 +311,18 @@ async fn westus_attempts(proxy: &ProxyProcess, outcome: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// westus and northeurope behind a proxy with `per_try_timeout` 400ms that ejects a region
+/// after two failures in a row.
+async fn stall_proxy() -> (FakeRegion, FakeRegion, TestConfig, ProxyProcess) {
+    let west = FakeRegion::new("westus").start().await;
+    let east = FakeRegion::new("northeurope").start().await;
+    let config = stall_config(&west, &east);
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
+    (west, east, config, proxy)
+}
+
 fn stall_config(west: &FakeRegion, east: &FakeRegion) -> TestConfig {
     TestConfig::new(&[west, east]).service(
         r#"
@@ -328,12 +340,7 @@ per_try_timeout = "400ms"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_stalls_is_cut_off_after_per_try_timeout_and_counts_against_the_region() {
     use switchyard_tests::{DRIP_LINE, h2c_client};
-    let west = FakeRegion::new("westus").start().await;
-    let east = FakeRegion::new("northeurope").start().await;
-    let config = stall_config(&west, &east);
-    let proxy = ProxyProcess::start(&config.render())
-        .await
-        .expect("proxy starts");
+    let (_west, _east, config, proxy) = stall_proxy().await;
 
     // Over HTTP/1.1 (the connection closes before the chunked body ends) and HTTP/2 (the
     // stream is reset). The region sends one line, then nothing for a minute.
@@ -384,12 +391,7 @@ async fn a_body_that_stalls_is_cut_off_after_per_try_timeout_and_counts_against_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_body_that_keeps_flowing_is_not_cut_off() {
     use switchyard_tests::DRIP_LINE;
-    let west = FakeRegion::new("westus").start().await;
-    let east = FakeRegion::new("northeurope").start().await;
-    let config = stall_config(&west, &east);
-    let proxy = ProxyProcess::start(&config.render())
-        .await
-        .expect("proxy starts");
+    let (_west, _east, config, proxy) = stall_proxy().await;
     // Eight lines 200 ms apart: 1.4 s in all, over three times per_try_timeout, but never
     // silent for that long.
     let req = http::Request::get(config.url("/drip/8/200"))

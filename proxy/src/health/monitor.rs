@@ -82,12 +82,6 @@ impl HealthHandle {
         self.counters.get(region)
     }
 
-    /// Records a successful attempt: clears the failure streak, updates latency.
-    pub fn report_success(&self, region: usize, latency: Duration) {
-        self.clear_failures(region);
-        self.report_latency(region, latency);
-    }
-
     /// Clears the failure streak: the region served a request completely.
     pub fn clear_failures(&self, region: usize) {
         if let Some(c) = self.counters.get(region)
