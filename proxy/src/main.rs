@@ -77,8 +77,12 @@ fn main() -> ExitCode {
 
 /// How to run this same executable again: on Linux `/proc/self/exe` names the file this
 /// process was started from even after an upgrade replaced it on disk. Without one, plugins
-/// compile in-process.
+/// compile in-process; so they do with `SWITCHYARD_COMPILE_IN_PROCESS` set, for tools such as
+/// valgrind under which `/proc/self/exe` is the tool rather than switchyard.
 fn own_executable() -> Option<PathBuf> {
+    if std::env::var_os("SWITCHYARD_COMPILE_IN_PROCESS").is_some() {
+        return None;
+    }
     let proc_self = PathBuf::from("/proc/self/exe");
     if proc_self.exists() {
         return Some(proc_self);
