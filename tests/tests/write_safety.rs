@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use switchyard_tests::{FakeRegion, Mode, ProxyProcess, RawRegion, TestConfig, http1_client};
+use switchyard_tests::{
+    FakeRegion, Mode, ProxyProcess, RawRegion, TestConfig, TestPki, free_port, http1_client,
+};
 
 /// Health checks slow enough that they never change routing during a test, and no ejection,
 /// so each test sees the retry rule alone.
@@ -516,4 +518,67 @@ priority = 1
         answered,
         "each answered POST arrived at northeurope exactly once"
     );
+}
+
+/// A TLS region whose server hangs (its kernel still accepts TCP, nothing answers the TLS
+/// handshake) never got the request: a POST fails over to the next region once the
+/// connection deadline passes, instead of being answered 504 as if the region might have
+/// processed it.
+#[tokio::test]
+async fn a_post_to_a_region_that_accepts_tcp_but_never_answers_tls_fails_over() {
+    let pki = TestPki::new();
+    let hung = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hung_port = hung.local_addr().expect("address").port();
+    // Accepts and holds connections, reading nothing; ends with the test.
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = hung.accept().await {
+            held.push(conn);
+        }
+    });
+    let east = FakeRegion::new("northeurope").start().await;
+    let (admin, port) = (free_port(), free_port());
+    let config = format!(
+        r#"
+[admin]
+listen = "127.0.0.1:{admin}"
+[[services]]
+name = "orders"
+listen = "127.0.0.1:{port}"
+{QUIET}
+[services.retry]
+per_try_timeout = "1s"
+[[services.regions]]
+name = "westus"
+priority = 0
+url = "https://127.0.0.1:{hung_port}"
+write = true
+tls = {{ ca_file = "ca.pem" }}
+[[services.regions]]
+name = "northeurope"
+priority = 1
+url = "{east}"
+"#,
+        east = east.url()
+    );
+    let dir = ProxyProcess::new_dir().expect("dir");
+    pki.copy_to(dir.path()).expect("copy PEM files");
+    let proxy = ProxyProcess::builder(&config)
+        .dir(dir)
+        .start()
+        .await
+        .expect("proxy starts");
+    for i in 0..3 {
+        let resp = http1_client()
+            .post(&format!("http://127.0.0.1:{port}/orders"), "order", &[])
+            .await
+            .expect("POST");
+        assert_eq!(resp.status.as_u16(), 200, "POST {i}\n{}", proxy.logs());
+        assert_eq!(resp.region(), Some("northeurope"));
+        assert_eq!(resp.header("x-switchyard-attempts"), Some("2"));
+    }
+    assert_eq!(east.requests_for("POST"), 3, "each POST processed once");
+    holder.abort();
 }

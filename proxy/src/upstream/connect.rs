@@ -107,16 +107,21 @@ impl Connector {
         self.tls.is_some()
     }
 
-    /// Opens a connection. Every error here means the request was never sent.
+    /// Opens a connection: TCP, then TLS and the HTTP/2 handshake where they apply, all
+    /// within `connect_timeout`. Every error here means the request was never sent, a
+    /// handshake that hangs included (a frozen server whose kernel still accepts TCP).
     pub async fn connect(&self) -> io::Result<Connected> {
-        let tcp = tokio::time::timeout(self.connect_timeout, self.tcp())
-            .await
-            .map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("connect timed out after {:?}", self.connect_timeout),
-                )
-            })??;
+        match tokio::time::timeout(self.connect_timeout, self.establish()).await {
+            Ok(connected) => connected,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no connection within {:?}", self.connect_timeout),
+            )),
+        }
+    }
+
+    async fn establish(&self) -> io::Result<Connected> {
+        let tcp = self.tcp().await?;
         match &self.tls {
             None => http1_handshake(tcp).await,
             Some(tls) => {

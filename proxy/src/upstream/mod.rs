@@ -25,6 +25,18 @@ pub use pool::RegionBody;
 use pool::{Pool, SendError};
 pub use tls::TlsError;
 
+/// The most by which opening a connection must beat the attempt's own timer.
+const CONNECT_MARGIN: Duration = Duration::from_millis(50);
+
+/// How long opening a connection may take in an attempt of `per_try_timeout`: a little less.
+/// A connection still being opened when the attempt's timer fires never carried the request,
+/// so its failure must be a connect failure, which a write may retry on the next region, not
+/// a timeout, which it may not (the request might have been processed). With one deadline
+/// for both, which of the two timers fires first would be luck.
+fn connect_deadline(per_try_timeout: Duration) -> Duration {
+    per_try_timeout.saturating_sub((per_try_timeout / 10).min(CONNECT_MARGIN))
+}
+
 /// A region's connection pool and its address.
 pub struct Upstream {
     pub name: Arc<str>,
@@ -43,9 +55,9 @@ impl Upstream {
     pub fn new(
         service: &str,
         region: &RegionConfig,
-        connect_timeout: Duration,
+        per_try_timeout: Duration,
     ) -> Result<Self, TlsError> {
-        let connector = Connector::new(region, connect_timeout)?;
+        let connector = Connector::new(region, connect_deadline(per_try_timeout))?;
         let host_header = HeaderValue::from_str(region.authority.as_str())
             .map_err(|e| TlsError::Rustls(rustls::Error::General(format!("authority: {e}"))))?;
         Ok(Upstream {
@@ -232,6 +244,19 @@ pub fn error_chain(err: &dyn StdError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_must_be_up_before_the_attempts_timer_fires() {
+        assert_eq!(
+            connect_deadline(Duration::from_secs(2)),
+            Duration::from_millis(1950)
+        );
+        assert_eq!(
+            connect_deadline(Duration::from_millis(100)),
+            Duration::from_millis(90)
+        );
+        assert!(connect_deadline(Duration::from_millis(1)) < Duration::from_millis(1));
+    }
 
     #[test]
     fn a_ca_certificate_served_as_the_regions_own_gets_a_hint() {
