@@ -587,3 +587,63 @@ async fn a_client_that_stops_reading_does_not_stall_other_streams_to_an_h2_regio
     assert_eq!(state.as_deref(), Some("healthy"), "{}", proxy.logs());
     drop(hogs);
 }
+
+/// Requests that arrive together at an HTTP/2 region with no connection yet (a cold start,
+/// or the moment traffic fails over to it) share the one connection the first of them opens,
+/// instead of each opening its own: 40 TLS handshakes at once is a thundering herd on the
+/// region that is taking over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_arriving_together_at_a_cold_h2_region_share_one_connection() {
+    let pki = TestPki::new();
+    let region_port = free_port();
+    let (admin, port) = (free_port(), free_port());
+    let dir = ProxyProcess::new_dir().expect("dir");
+    pki.copy_to(dir.path()).expect("copy PEM files");
+    let config = format!(
+        r#"
+[admin]
+listen = "127.0.0.1:{admin}"
+[[services]]
+name = "orders"
+listen = "127.0.0.1:{port}"
+[services.health]
+interval = "30s"
+[[services.regions]]
+name = "secure"
+url = "https://localhost:{region_port}"
+write = true
+tls = {{ ca_file = "ca.pem" }}
+"#
+    );
+    // The region starts after the proxy, so its first probe found nothing and no connection
+    // is pooled when the requests come.
+    let proxy = ProxyProcess::builder(&config)
+        .dir(dir)
+        .start()
+        .await
+        .expect("proxy starts");
+    let region = FakeRegion::new("secure")
+        .tls(&pki)
+        .port(region_port)
+        .start()
+        .await;
+    let requests: Vec<_> = (0..40)
+        .map(|_| {
+            tokio::spawn(async move {
+                http1_client()
+                    .get(&format!("http://127.0.0.1:{port}/slow-start"))
+                    .await
+            })
+        })
+        .collect();
+    for request in requests {
+        let resp = request.await.expect("task").expect("GET");
+        assert_eq!(resp.status.as_u16(), 200, "{}", proxy.logs());
+        assert_eq!(resp.header("x-fake-version"), Some("HTTP/2.0"));
+    }
+    assert_eq!(
+        region.connections(),
+        1,
+        "one connection carried all 40 requests"
+    );
+}

@@ -1,5 +1,7 @@
 //! Retries never duplicate a write, and the retry budget stops a retry storm.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use switchyard_tests::{
@@ -523,7 +525,7 @@ priority = 1
 /// A TLS region whose server hangs (its kernel still accepts TCP, nothing answers the TLS
 /// handshake) never got the request: a POST fails over to the next region once the
 /// connection deadline passes, instead of being answered 504 as if the region might have
-/// processed it.
+/// processed it. POSTs arriving together share the one hanging handshake and its failure.
 #[tokio::test]
 async fn a_post_to_a_region_that_accepts_tcp_but_never_answers_tls_fails_over() {
     let pki = TestPki::new();
@@ -532,9 +534,12 @@ async fn a_post_to_a_region_that_accepts_tcp_but_never_answers_tls_fails_over() 
         .expect("bind");
     let hung_port = hung.local_addr().expect("address").port();
     // Accepts and holds connections, reading nothing; ends with the test.
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
     let holder = tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((conn, _)) = hung.accept().await {
+            counter.fetch_add(1, Ordering::Relaxed);
             held.push(conn);
         }
     });
@@ -570,15 +575,27 @@ url = "{east}"
         .start()
         .await
         .expect("proxy starts");
-    for i in 0..3 {
-        let resp = http1_client()
-            .post(&format!("http://127.0.0.1:{port}/orders"), "order", &[])
-            .await
-            .expect("POST");
+    let posts: Vec<_> = (0..10)
+        .map(|_| {
+            tokio::spawn(async move {
+                http1_client()
+                    .post(&format!("http://127.0.0.1:{port}/orders"), "order", &[])
+                    .await
+            })
+        })
+        .collect();
+    for (i, post) in posts.into_iter().enumerate() {
+        let resp = post.await.expect("task").expect("POST");
         assert_eq!(resp.status.as_u16(), 200, "POST {i}\n{}", proxy.logs());
         assert_eq!(resp.region(), Some("northeurope"));
         assert_eq!(resp.header("x-switchyard-attempts"), Some("2"));
     }
-    assert_eq!(east.requests_for("POST"), 3, "each POST processed once");
+    assert_eq!(east.requests_for("POST"), 10, "each POST processed once");
+    // One handshake for the POSTs, perhaps one more for the health probe at start.
+    let handshakes = accepted.load(Ordering::Relaxed);
+    assert!(
+        handshakes <= 2,
+        "{handshakes} connections to the hung region"
+    );
     holder.abort();
 }

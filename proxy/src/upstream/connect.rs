@@ -12,6 +12,7 @@ use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_rustls::TlsConnector;
 
 use crate::body::ProxyBody;
@@ -97,6 +98,11 @@ impl Connector {
         })
     }
 
+    /// How long opening a connection may take.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
     pub fn authority(&self) -> &Authority {
         &self.authority
     }
@@ -107,11 +113,12 @@ impl Connector {
         self.tls.is_some()
     }
 
-    /// Opens a connection: TCP, then TLS and the HTTP/2 handshake where they apply, all
-    /// within `connect_timeout`. Every error here means the request was never sent, a
+    /// Opens a connection: TCP, then TLS and the HTTP/2 handshake where they apply, all by
+    /// `deadline` (at most `connect_timeout` away; an opening several requests wait for keeps
+    /// the deadline it started with). Every error here means the request was never sent, a
     /// handshake that hangs included (a frozen server whose kernel still accepts TCP).
-    pub async fn connect(&self) -> io::Result<Connected> {
-        match tokio::time::timeout(self.connect_timeout, self.establish()).await {
+    pub async fn connect(&self, deadline: Instant) -> io::Result<Connected> {
+        match tokio::time::timeout_at(deadline, self.establish()).await {
             Ok(connected) => connected,
             Err(_) => Err(io::Error::new(
                 io::ErrorKind::TimedOut,

@@ -1,6 +1,12 @@
 //! A region's connections: idle HTTP/1.1 connections, most recently used first, and at most
 //! one shared HTTP/2 connection.
 //!
+//! Requests that find no connection to a region that may speak HTTP/2 (TLS, ALPN h2) share
+//! one opening: the first opens, the others wait for it and then share the connection (h2),
+//! fail with it (the same connect failure, at once), or open their own (the region chose
+//! HTTP/1.1). Without that, the first burst to a region (a cold start, or the moment traffic
+//! fails over to it) opened one TLS connection per request, only to keep one.
+//!
 //! An HTTP/1.1 connection goes back to the pool when the response body it carried has been
 //! read to the end (`RegionBody`'s drop), not through a task per request; a body dropped
 //! early takes its connection with it (hyper closes it). A request handed back unsent by a
@@ -24,6 +30,8 @@ use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::{TrySendError, http1, http2};
+use tokio::sync::OnceCell;
+use tokio::time::Instant;
 
 use super::connect::{Connected, Connector};
 use crate::body::stall::StallWatch;
@@ -40,8 +48,33 @@ pub struct Pool {
     connector: Connector,
     idle: Mutex<VecDeque<Idle>>,
     http2: Mutex<Option<http2::SendRequest<ProxyBody>>>,
+    /// The opening that requests finding no connection join (see the module documentation);
+    /// replaced once it has an outcome, since a request only gets here when that outcome is
+    /// of no use any more (the connection it gave is gone, or it failed).
+    opening: Mutex<Option<Arc<Opening>>>,
+    /// The region's last TLS handshake chose HTTP/1.1, where each request needs a connection
+    /// of its own: openings are not shared then.
+    chose_http1: AtomicBool,
     epoch: AtomicU32,
     reaper_started: AtomicBool,
+}
+
+/// A connection being opened for every request that finds none.
+struct Opening {
+    /// Set when the first request started it. A request that takes the opening over (the
+    /// one running it went away: a client gone, a health probe's own timeout) keeps it, so
+    /// every request waiting learns the outcome within the connect deadline of its own start,
+    /// before its attempt's timer: a hung handshake is then a connect failure for all of them.
+    deadline: Instant,
+    opened: OnceCell<Opened>,
+}
+
+/// What a shared opening gave, as the requests that waited for it see it.
+enum Opened {
+    Http2(http2::SendRequest<ProxyBody>),
+    /// The region chose HTTP/1.1: the connection went to the request that opened it.
+    Http1,
+    Failed(io::ErrorKind, String),
 }
 
 struct Idle {
@@ -74,6 +107,8 @@ impl Pool {
             connector,
             idle: Mutex::new(VecDeque::new()),
             http2: Mutex::new(None),
+            opening: Mutex::new(None),
+            chose_http1: AtomicBool::new(false),
             epoch: AtomicU32::new(0),
             reaper_started: AtomicBool::new(false),
         })
@@ -101,7 +136,7 @@ impl Pool {
         }
         // The slow path (DNS, TCP, TLS, handshake) lives in its own allocation so the common
         // future stays small.
-        let conn = match Box::pin(self.open()).await {
+        let conn = match Box::pin(self.open_or_join()).await {
             Ok(conn) => conn,
             Err(e) => return Err(SendError::Connect(e, req)),
         };
@@ -175,11 +210,66 @@ impl Pool {
         None
     }
 
+    /// A connection for a request that found none ready: its own, or a share of one being
+    /// opened for a region that may speak HTTP/2 (see the module documentation).
+    async fn open_or_join(self: &Arc<Self>) -> io::Result<Checkout> {
+        if !self.connector.may_use_http2() || self.chose_http1.load(Ordering::Relaxed) {
+            return self.open().await;
+        }
+        let opening = {
+            let mut slot = lock(&self.opening);
+            match slot.as_ref() {
+                Some(opening) if !opening.opened.initialized() => opening.clone(),
+                _ => slot
+                    .insert(Arc::new(Opening {
+                        deadline: Instant::now() + self.connector.connect_timeout(),
+                        opened: OnceCell::new(),
+                    }))
+                    .clone(),
+            }
+        };
+        // Filled only in the request whose future runs the opening (if it is dropped halfway,
+        // a waiting one takes over, with its own).
+        let mut own = None;
+        let own_slot = &mut own;
+        let deadline = opening.deadline;
+        let opened = opening
+            .opened
+            .get_or_init(|| async move {
+                let result = self.open_by(deadline).await;
+                let opened = match &result {
+                    Ok(Checkout::Http2(sender)) => Opened::Http2(sender.clone()),
+                    Ok(Checkout::Http1(_)) => Opened::Http1,
+                    Err(e) => Opened::Failed(e.kind(), e.to_string()),
+                };
+                *own_slot = Some(result);
+                opened
+            })
+            .await;
+        if let Some(result) = own {
+            return result;
+        }
+        match opened {
+            Opened::Http2(sender) => Ok(Checkout::Http2(sender.clone())),
+            Opened::Http1 => self.open().await,
+            Opened::Failed(kind, why) => Err(io::Error::new(*kind, why.clone())),
+        }
+    }
+
     async fn open(self: &Arc<Self>) -> io::Result<Checkout> {
+        self.open_by(Instant::now() + self.connector.connect_timeout())
+            .await
+    }
+
+    async fn open_by(self: &Arc<Self>, deadline: Instant) -> io::Result<Checkout> {
         self.start_reaper();
-        Ok(match self.connector.connect().await? {
-            Connected::Http1(sender) => Checkout::Http1(sender),
+        Ok(match self.connector.connect(deadline).await? {
+            Connected::Http1(sender) => {
+                self.chose_http1.store(true, Ordering::Relaxed);
+                Checkout::Http1(sender)
+            }
             Connected::Http2(sender) => {
+                self.chose_http1.store(false, Ordering::Relaxed);
                 *lock(&self.http2) = Some(sender.clone());
                 Checkout::Http2(sender)
             }
