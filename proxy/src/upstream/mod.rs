@@ -1,10 +1,12 @@
-//! One connection pool per region (`pool`: HTTP/1.1, HTTP/2 by ALPN; `connect`: TCP and TLS via
+//! One connection pool per region (`pool`: HTTP/1.1, HTTP/2 by ALPN, shared openings;
+//! `region_body`: a response body and the connection it holds; `connect`: TCP and TLS via
 //! rustls), with the drill switchboard's faults applied at the point where a real outage would
 //! show.
 
 pub mod connect;
 pub mod fault;
 pub mod pool;
+mod region_body;
 pub mod tls;
 
 use std::error::Error as StdError;
@@ -21,8 +23,8 @@ use crate::error::{Error, FailureKind};
 use crate::telemetry::log_limit::LogLimit;
 use connect::Connector;
 use fault::{Fault, FaultCounter, FaultEffect};
-pub use pool::RegionBody;
 use pool::{Pool, SendError};
+pub use region_body::RegionBody;
 pub use tls::TlsError;
 
 /// The most by which opening a connection must beat the attempt's own timer.

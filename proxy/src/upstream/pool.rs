@@ -19,23 +19,18 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use hyper::client::conn::{TrySendError, http1, http2};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use super::connect::{Connected, Connector};
-use crate::body::stall::StallWatch;
-use crate::body::{BodyError, ProxyBody};
+use super::region_body::{Lease, RegionBody};
+use crate::body::ProxyBody;
 
 /// Idle connections kept per region; beyond this the oldest is closed.
 const MAX_IDLE: usize = 512;
@@ -162,10 +157,8 @@ impl Pool {
                     .await
                     .map_err(Returned::from)?;
                 // After `101 Switching Protocols` the connection belongs to the upgrade.
-                let lease = (resp.status() != StatusCode::SWITCHING_PROTOCOLS).then(|| Lease {
-                    sender,
-                    pool: self.clone(),
-                });
+                let lease = (resp.status() != StatusCode::SWITCHING_PROTOCOLS)
+                    .then(|| Lease::new(sender, self.clone()));
                 Ok(resp.map(|body| ProxyBody::Region(RegionBody::new(body, lease))))
             }
             Checkout::Http2(mut sender) => {
@@ -276,7 +269,7 @@ impl Pool {
         })
     }
 
-    fn checkin(&self, sender: http1::SendRequest<ProxyBody>) {
+    pub(super) fn checkin(&self, sender: http1::SendRequest<ProxyBody>) {
         let epoch = self.epoch.load(Ordering::Relaxed);
         let mut idle = lock(&self.idle);
         if idle.len() >= MAX_IDLE {
@@ -335,105 +328,6 @@ impl From<TrySendError<Request<ProxyBody>>> for Returned {
             error: e.into_error(),
             message,
         }
-    }
-}
-
-/// An HTTP/1.1 connection on loan to one response body.
-struct Lease {
-    sender: http1::SendRequest<ProxyBody>,
-    pool: Arc<Pool>,
-}
-
-impl Lease {
-    /// Returns the connection to the pool once it can take the next request. It usually can
-    /// at once (hyper has read the whole response); if the request body is still being
-    /// written, a task waits for it.
-    fn release(mut self) {
-        if self.sender.is_ready() {
-            self.pool.checkin(self.sender);
-        } else if !self.sender.is_closed()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            runtime.spawn(async move {
-                if self.sender.ready().await.is_ok() {
-                    self.pool.checkin(self.sender);
-                }
-            });
-        }
-    }
-}
-
-/// A region's response body; returns its connection to the pool when read to the end.
-pub struct RegionBody {
-    body: Incoming,
-    lease: Option<Lease>,
-    done: bool,
-    /// Bounds each wait for the region's next piece (see `body::stall`); off until the
-    /// request path attaches a report, and after it fired.
-    stall: StallWatch,
-}
-
-impl RegionBody {
-    fn new(body: Incoming, lease: Option<Lease>) -> Self {
-        RegionBody {
-            body,
-            lease,
-            done: false,
-            stall: StallWatch::default(),
-        }
-    }
-
-    pub fn watch_stalls(&mut self, watch: StallWatch) {
-        self.stall = watch;
-    }
-}
-
-impl std::fmt::Debug for RegionBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RegionBody")
-            .field("pooled", &self.lease.is_some())
-            .finish()
-    }
-}
-
-impl Drop for RegionBody {
-    fn drop(&mut self) {
-        let complete = self.done || self.body.is_end_stream();
-        self.stall.finished(complete);
-        if complete && let Some(lease) = self.lease.take() {
-            lease.release();
-        }
-    }
-}
-
-impl Body for RegionBody {
-    type Data = Bytes;
-    type Error = BodyError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.body).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => this.done = true,
-            Poll::Pending => {
-                if let Some(stalled) = this.stall.poll_stalled(cx) {
-                    return Poll::Ready(Some(Err(stalled.into())));
-                }
-            }
-            Poll::Ready(Some(_)) => this.stall.progress(),
-        }
-        polled.map_err(Into::into)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
     }
 }
 

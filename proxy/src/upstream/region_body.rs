@@ -1,0 +1,119 @@
+//! A region's response body, and the HTTP/1.1 connection it holds until it has been read to
+//! the end: then the connection goes back to the pool (a body dropped early takes its
+//! connection with it). Each wait for the next piece is bounded (`body::stall`).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+
+use super::pool::Pool;
+use crate::body::stall::StallWatch;
+use crate::body::{BodyError, ProxyBody};
+
+/// An HTTP/1.1 connection on loan to one response body.
+pub(super) struct Lease {
+    sender: http1::SendRequest<ProxyBody>,
+    pool: Arc<Pool>,
+}
+
+impl Lease {
+    pub(super) fn new(sender: http1::SendRequest<ProxyBody>, pool: Arc<Pool>) -> Self {
+        Lease { sender, pool }
+    }
+
+    /// Returns the connection to the pool once it can take the next request. It usually can
+    /// at once (hyper has read the whole response); if the request body is still being
+    /// written, a task waits for it.
+    fn release(mut self) {
+        if self.sender.is_ready() {
+            self.pool.checkin(self.sender);
+        } else if !self.sender.is_closed()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                if self.sender.ready().await.is_ok() {
+                    self.pool.checkin(self.sender);
+                }
+            });
+        }
+    }
+}
+
+/// A region's response body; returns its connection to the pool when read to the end.
+pub struct RegionBody {
+    body: Incoming,
+    lease: Option<Lease>,
+    done: bool,
+    /// Bounds each wait for the region's next piece (see `body::stall`); off until the
+    /// request path attaches a report, and after it fired.
+    stall: StallWatch,
+}
+
+impl RegionBody {
+    pub(super) fn new(body: Incoming, lease: Option<Lease>) -> Self {
+        RegionBody {
+            body,
+            lease,
+            done: false,
+            stall: StallWatch::default(),
+        }
+    }
+
+    pub fn watch_stalls(&mut self, watch: StallWatch) {
+        self.stall = watch;
+    }
+}
+
+impl std::fmt::Debug for RegionBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegionBody")
+            .field("pooled", &self.lease.is_some())
+            .finish()
+    }
+}
+
+impl Drop for RegionBody {
+    fn drop(&mut self) {
+        let complete = self.done || self.body.is_end_stream();
+        self.stall.finished(complete);
+        if complete && let Some(lease) = self.lease.take() {
+            lease.release();
+        }
+    }
+}
+
+impl Body for RegionBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.done = true,
+            Poll::Pending => {
+                if let Some(stalled) = this.stall.poll_stalled(cx) {
+                    return Poll::Ready(Some(Err(stalled.into())));
+                }
+            }
+            Poll::Ready(Some(_)) => this.stall.progress(),
+        }
+        polled.map_err(Into::into)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
