@@ -36,3 +36,11 @@ CONF
 
 # User + system CPU of a process so far, in clock ticks (getconf CLK_TCK per second).
 cpu_ticks() { local s; s=$(<"/proc/$1/stat"); s=${s##*) }; set -- $s; echo $(( ${12} + ${13} )); }
+
+# Processes a script started, killed when it exits however it exits: append each PID to PIDS
+# and `trap kill_started EXIT` once.
+PIDS=()
+kill_started() {
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}

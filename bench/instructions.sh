@@ -30,11 +30,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 source "$HERE/common.sh"
 OUT=$(mktemp -d /tmp/switchyard-ir.XXXXXX)
 mkdir -p "$OUT/tmp"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
+trap kill_started EXIT
 
 region_conf "$OUT" a 27401 >"$OUT/region.conf"
 nginx -p "$OUT/tmp" -e stderr -c "$OUT/region.conf" & PIDS+=($!)

@@ -17,12 +17,7 @@ SECS=${SECONDS_:-8}
 CONFIG=${CONFIG:-}
 OUT=${OUT:-$(mktemp -d /tmp/switchyard-profile.XXXXXX)}
 mkdir -p "$OUT/tmp"
-PIDS=()
-cleanup() {
-  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
+trap kill_started EXIT
 
 region_conf "$OUT" a 27001 >"$OUT/region.conf"
 if [[ -z $CONFIG ]]; then

@@ -162,19 +162,24 @@ fn respond(
     let client_upgrade = headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     async move {
+        let deadline = started + svc.config.request_timeout;
         // The one lookup of `Host` per request: validated here, used for the plugin's authority
         // and `X-Forwarded-Host` below.
         let host = match headers::single_host(parts.version, &parts.headers) {
             Ok(host) => host.cloned(),
-            Err(reason) => return degraded::error_response(StatusCode::BAD_REQUEST, reason, 0),
+            Err(reason) => {
+                let resp = degraded::error_response(StatusCode::BAD_REQUEST, reason, 0);
+                return Box::pin(unforwarded(body, &parts, deadline, resp)).await;
+            }
         };
         // A tunnel to wherever the client names is not forwarding to a region.
         if parts.method == Method::CONNECT {
-            return degraded::error_response(
+            let resp = degraded::error_response(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "connect-not-supported",
                 0,
             );
+            return Box::pin(unforwarded(body, &parts, deadline, resp)).await;
         }
         let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let authority = parts
@@ -190,17 +195,14 @@ fn respond(
             authority,
         };
 
-        let deadline = started + svc.config.request_timeout;
         // Writes wait here while the write region moves, so they route by the new snapshot.
         let _write = if write_gate::is_write(&parts.method) {
             match svc.writes.enter(deadline).await {
                 Some(guard) => Some(guard),
                 None => {
-                    return degraded::degraded_response(
-                        &svc.config.degraded,
-                        "write-region-moving",
-                        0,
-                    );
+                    let resp =
+                        degraded::degraded_response(&svc.config.degraded, "write-region-moving", 0);
+                    return Box::pin(unforwarded(body, &parts, deadline, resp)).await;
                 }
             }
         } else {
@@ -212,12 +214,14 @@ fn respond(
             Err(refused) => {
                 // The fault itself was logged (rate-limited) and counted where it happened.
                 tracing::debug!(service = %svc.config.name, plugin = %refused.plugin, "plugin failed closed");
-                return degraded::error_response(StatusCode::SERVICE_UNAVAILABLE, "plugin", 0);
+                let resp = degraded::error_response(StatusCode::SERVICE_UNAVAILABLE, "plugin", 0);
+                return Box::pin(unforwarded(body, &parts, deadline, resp)).await;
             }
         };
         traces::decision_event(&decision);
         if let Decision::Local(local) = &decision {
-            return degraded::local_response(local, 0);
+            let resp = degraded::local_response(local, 0);
+            return Box::pin(unforwarded(body, &parts, deadline, resp)).await;
         }
         let order = router::select(&decision, &snapshot);
         svc.budget.deposit();
@@ -254,6 +258,26 @@ fn respond(
             ),
         }
     }
+}
+
+/// An answer the sidecar makes without forwarding the request. Over HTTP/1 the request's
+/// body is read and thrown away first so the connection can carry the client's next request
+/// (see `request_body::discard`); a body too large or too slow for that gets the answer with
+/// `connection: close`, so the client knows not to send more on it. (An HTTP/2 stream ends on
+/// its own.)
+async fn unforwarded(
+    body: Incoming,
+    parts: &http::request::Parts,
+    deadline: Instant,
+    mut resp: Response<ProxyBody>,
+) -> Response<ProxyBody> {
+    if parts.version <= http::Version::HTTP_11
+        && !crate::request_body::discard(body, deadline).await
+    {
+        resp.headers_mut()
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 async fn attempt_loop(

@@ -7,6 +7,7 @@
 //! the request can still go to the next region.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -107,4 +108,36 @@ impl RequestPayload {
             RequestPayload::Streaming { progress, .. } => Some(progress),
         }
     }
+}
+
+/// Most of a request body read and thrown away for an answer made without forwarding.
+const DISCARD_LIMIT: usize = 64 * 1024;
+/// Longest wait for the rest of a body that is thrown away.
+const DISCARD_WAIT: Duration = Duration::from_secs(1);
+
+/// Reads and throws away the rest of the body of a request the sidecar answers itself, so an
+/// HTTP/1.1 client's connection can carry its next request. hyper closes a connection whose
+/// request body was not read to its end, and a client that already sent its next request on
+/// it (a POST, say) meets a connection closed without an answer, which it cannot safely
+/// resend. True when the body was read whole: at most `DISCARD_LIMIT` bytes, within
+/// `DISCARD_WAIT` and by `deadline`. Otherwise the answer should close the connection itself.
+pub async fn discard(mut body: Incoming, deadline: Instant) -> bool {
+    if body.is_end_stream() {
+        return true;
+    }
+    let until = deadline.min(Instant::now() + DISCARD_WAIT);
+    let drain = async {
+        let mut read = 0usize;
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return false };
+            if let Some(data) = frame.data_ref() {
+                read += data.len();
+                if read > DISCARD_LIMIT {
+                    return false;
+                }
+            }
+        }
+        true
+    };
+    tokio::time::timeout_at(until, drain).await.unwrap_or(false)
 }

@@ -703,3 +703,69 @@ fn entry(config: &str, file: &std::path::Path) -> String {
         .expect("the plugin's path line");
     format!("switchyard.toml:{}:8", number + 1)
 }
+
+/// A request answered without being forwarded (here a plugin's local answer to a POST) leaves
+/// the client's keep-alive connection usable: the body, which a client may send a moment after
+/// the head, is read and discarded, so the next request on the connection is answered instead
+/// of finding the connection closed (a client cannot safely resend a POST that met a closed
+/// connection).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_answer_to_a_post_keeps_the_clients_connection_open() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (_w, _e, cfg, proxy) = one_plugin(
+        "decider",
+        "fail-open",
+        r#"{ decision = "local:503:down", only_path = "/orders" }"#,
+    )
+    .await;
+    let url = cfg.url("/");
+    let addr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut conn = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    conn.write_all(b"POST /orders HTTP/1.1\r\nHost: sidecar\r\nContent-Length: 5\r\n\r\n")
+        .await
+        .expect("write head");
+    // The body follows the head a moment later, as from a client that writes them apart.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    conn.write_all(b"hello").await.expect("write body");
+    conn.write_all(b"GET /next HTTP/1.1\r\nHost: sidecar\r\n\r\n")
+        .await
+        .expect("write next request");
+    let mut answers = Vec::new();
+    let read_both = async {
+        let mut chunk = [0u8; 4096];
+        // Ends at the second answer's status line or at EOF; the timeout bounds the rest.
+        while !String::from_utf8_lossy(&answers).contains("HTTP/1.1 200") {
+            match conn.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answers.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), read_both).await;
+    let answers = String::from_utf8_lossy(&answers);
+    assert!(answers.starts_with("HTTP/1.1 503"), "{answers}");
+    assert!(
+        answers.contains("HTTP/1.1 200"),
+        "the next request on the connection was answered:\n{answers}\n{}",
+        proxy.logs()
+    );
+
+    // A body that does not come (or is too large to throw away): the answer says the
+    // connection closes, instead of closing it unannounced.
+    let request = b"POST /orders HTTP/1.1\r\nHost: sidecar\r\nContent-Length: 1000000\r\n\r\n";
+    let socket: std::net::SocketAddr = addr.parse().expect("address");
+    let answer = switchyard_tests::raw_http(socket, request)
+        .await
+        .expect("an answer");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+}
