@@ -29,14 +29,21 @@ pub use tls::TlsError;
 
 /// The most by which opening a connection must beat the attempt's own timer.
 const CONNECT_MARGIN: Duration = Duration::from_millis(50);
+/// The least, where `per_try_timeout` allows: two timer ticks (tokio's are 1 ms), so the two
+/// deadlines never fall in the same tick.
+const CONNECT_MARGIN_MIN: Duration = Duration::from_millis(2);
 
-/// How long opening a connection may take in an attempt of `per_try_timeout`: a little less.
+/// How long opening a connection may take in an attempt of `per_try_timeout`: a little less
+/// (a tenth of it, 2 to 50 ms, at most half).
 /// A connection still being opened when the attempt's timer fires never carried the request,
 /// so its failure must be a connect failure, which a write may retry on the next region, not
 /// a timeout, which it may not (the request might have been processed). With one deadline
 /// for both, which of the two timers fires first would be luck.
 fn connect_deadline(per_try_timeout: Duration) -> Duration {
-    per_try_timeout.saturating_sub((per_try_timeout / 10).min(CONNECT_MARGIN))
+    let margin = (per_try_timeout / 10)
+        .clamp(CONNECT_MARGIN_MIN, CONNECT_MARGIN)
+        .min(per_try_timeout / 2);
+    per_try_timeout - margin
 }
 
 /// A region's connection pool and its address.
@@ -257,7 +264,15 @@ mod tests {
             connect_deadline(Duration::from_millis(100)),
             Duration::from_millis(90)
         );
-        assert!(connect_deadline(Duration::from_millis(1)) < Duration::from_millis(1));
+        assert_eq!(
+            connect_deadline(Duration::from_millis(5)),
+            Duration::from_millis(3)
+        );
+        assert_eq!(
+            connect_deadline(Duration::from_millis(1)),
+            Duration::from_micros(500)
+        );
+        assert_eq!(connect_deadline(Duration::ZERO), Duration::ZERO);
     }
 
     #[test]
