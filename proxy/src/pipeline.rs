@@ -169,7 +169,7 @@ fn respond(
             Ok(host) => host.cloned(),
             Err(reason) => {
                 let resp = degraded::error_response(StatusCode::BAD_REQUEST, reason, 0);
-                return Box::pin(unforwarded(body, &parts, deadline, resp)).await;
+                return Box::pin(unforwarded(body, parts.version, deadline, resp)).await;
             }
         };
         // A tunnel to wherever the client names is not forwarding to a region.
@@ -179,7 +179,7 @@ fn respond(
                 "connect-not-supported",
                 0,
             );
-            return Box::pin(unforwarded(body, &parts, deadline, resp)).await;
+            return Box::pin(unforwarded(body, parts.version, deadline, resp)).await;
         }
         let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         let authority = parts
@@ -202,7 +202,7 @@ fn respond(
                 None => {
                     let resp =
                         degraded::degraded_response(&svc.config.degraded, "write-region-moving", 0);
-                    return Box::pin(unforwarded(body, &parts, deadline, resp)).await;
+                    return Box::pin(unforwarded(body, parts.version, deadline, resp)).await;
                 }
             }
         } else {
@@ -215,13 +215,13 @@ fn respond(
                 // The fault itself was logged (rate-limited) and counted where it happened.
                 tracing::debug!(service = %svc.config.name, plugin = %refused.plugin, "plugin failed closed");
                 let resp = degraded::error_response(StatusCode::SERVICE_UNAVAILABLE, "plugin", 0);
-                return Box::pin(unforwarded(body, &parts, deadline, resp)).await;
+                return Box::pin(unforwarded(body, parts.version, deadline, resp)).await;
             }
         };
         traces::decision_event(&decision);
         if let Decision::Local(local) = &decision {
             let resp = degraded::local_response(local, 0);
-            return Box::pin(unforwarded(body, &parts, deadline, resp)).await;
+            return Box::pin(unforwarded(body, parts.version, deadline, resp)).await;
         }
         let order = router::select(&decision, &snapshot);
         svc.budget.deposit();
@@ -267,13 +267,11 @@ fn respond(
 /// its own.)
 async fn unforwarded(
     body: Incoming,
-    parts: &http::request::Parts,
+    version: http::Version,
     deadline: Instant,
     mut resp: Response<ProxyBody>,
 ) -> Response<ProxyBody> {
-    if parts.version <= http::Version::HTTP_11
-        && !crate::request_body::discard(body, deadline).await
-    {
+    if version <= http::Version::HTTP_11 && !crate::request_body::discard(body, deadline).await {
         resp.headers_mut()
             .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
     }
