@@ -243,12 +243,13 @@ fn respond(
         };
 
         let mut attempts = 0u32;
+        let upload = payload.upload_handle();
         let outcome =
             attempt_loop(&svc, &parts, &fwd, &order, payload, deadline, &mut attempts).await;
 
-        match outcome {
+        let own_answer = match outcome {
             Outcome::Answered { region, resp } => {
-                answered(&svc, &head, region, resp, attempts, client_upgrade)
+                return answered(&svc, &head, region, resp, attempts, client_upgrade);
             }
             Outcome::Failed { last } => unavailable(&svc, &head, last, attempts),
             Outcome::ClientTooSlow => degraded::error_response(
@@ -256,8 +257,24 @@ fn respond(
                 "request-body-timeout",
                 attempts,
             ),
+        };
+        // A streamed body (over `buffer_body_limit`) not read to its end: hyper closes the
+        // connection rather than read the rest, so the answer says so (see `unforwarded`).
+        if upload.is_some_and(|u| u.finished_at().is_none()) {
+            closing(own_answer, parts.version)
+        } else {
+            own_answer
         }
     }
+}
+
+/// The answer with `connection: close` over HTTP/1 (HTTP/2 has no such header).
+fn closing(mut resp: Response<ProxyBody>, version: http::Version) -> Response<ProxyBody> {
+    if version <= http::Version::HTTP_11 {
+        resp.headers_mut()
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// An answer the sidecar makes without forwarding the request. Over HTTP/1 the request's
@@ -269,11 +286,10 @@ async fn unforwarded(
     body: Incoming,
     version: http::Version,
     deadline: Instant,
-    mut resp: Response<ProxyBody>,
+    resp: Response<ProxyBody>,
 ) -> Response<ProxyBody> {
     if version <= http::Version::HTTP_11 && !crate::request_body::discard(body, deadline).await {
-        resp.headers_mut()
-            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+        return closing(resp, version);
     }
     resp
 }

@@ -101,6 +101,14 @@ impl RequestPayload {
         }
     }
 
+    /// [`RequestPayload::upload`], to keep after the payload is gone.
+    pub fn upload_handle(&self) -> Option<Arc<UploadProgress>> {
+        match self {
+            RequestPayload::Replayable(_) => None,
+            RequestPayload::Streaming { progress, .. } => Some(progress.clone()),
+        }
+    }
+
     /// How far a streamed body has got (`None`: it was read whole before the first attempt).
     pub fn upload(&self) -> Option<&UploadProgress> {
         match self {

@@ -599,3 +599,56 @@ url = "{east}"
     );
     holder.abort();
 }
+
+/// A streamed upload that no region could take is answered before the client has sent all
+/// of it. The sidecar does not read the rest, so the connection cannot carry another
+/// request: the answer says `connection: close` instead of the connection just closing
+/// under a client that may already be writing its next request.
+#[tokio::test]
+async fn an_unread_streamed_upload_is_answered_with_connection_close() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let west = FakeRegion::new("westus").start().await;
+    let east = FakeRegion::new("northeurope").start().await;
+    let config = TestConfig::new(&[&west, &east])
+        .service(QUIET)
+        .service("[services.retry]\nbuffer_body_limit = \"1KiB\"");
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
+    west.kill().await;
+    east.kill().await;
+    let addr = config
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let mut conn = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    // Declares 256 KiB, sends 8 KiB, and waits for the answer.
+    conn.write_all(b"POST /upload HTTP/1.1\r\nHost: sidecar\r\nContent-Length: 262144\r\n\r\n")
+        .await
+        .expect("write head");
+    conn.write_all(&switchyard_tests::pattern_bytes(8 * 1024))
+        .await
+        .expect("write part of the body");
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let read = async {
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            match conn.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    assert!(
+        answer.starts_with("http/1.1 5"),
+        "{answer}\n{}",
+        proxy.logs()
+    );
+    assert!(answer.contains("connection: close"), "{answer}");
+}
