@@ -230,7 +230,10 @@ fn respond(
             match RequestPayload::prepare(body, svc.config.retry.buffer_body_limit, deadline).await
             {
                 Ok(p) => p,
-                Err((status, reason)) => return degraded::error_response(status, reason, 0),
+                // The body was not read to its end: the connection cannot go on.
+                Err((status, reason)) => {
+                    return closing(degraded::error_response(status, reason, 0), parts.version);
+                }
             };
 
         let fwd = Forwarding {
