@@ -252,23 +252,28 @@ buffer_body_limit = "1KiB"
     let proxy = ProxyProcess::start(&config.render())
         .await
         .expect("proxy starts");
-    let (tx, body) = switchyard_tests::channel_body();
-    let stalled = tokio::spawn(async move {
-        let _ = tx.send(bytes::Bytes::from(vec![b'u'; 2048])).await;
-        // Holds the body open, sending nothing more, past the request timeout.
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        drop(tx);
-    });
-    let req = http::Request::post(config.url("/upload"))
-        .body(body)
-        .expect("request");
-    let resp = http1_client().send(req).await.expect("answered");
-    stalled.abort();
-    assert_eq!(resp.status.as_u16(), 408, "{}", proxy.logs());
-    assert_eq!(
-        resp.header("x-switchyard-error"),
-        Some("request-body-timeout")
-    );
+    // Streamed (over the 1 KiB buffer limit), and small enough to be buffered: either way
+    // the rest of the body is never read, so the answer closes the connection.
+    for sent in [2048, 512] {
+        let (tx, body) = switchyard_tests::channel_body();
+        let stalled = tokio::spawn(async move {
+            let _ = tx.send(bytes::Bytes::from(vec![b'u'; sent])).await;
+            // Holds the body open, sending nothing more, past the request timeout.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            drop(tx);
+        });
+        let req = http::Request::post(config.url("/upload"))
+            .body(body)
+            .expect("request");
+        let resp = http1_client().send(req).await.expect("answered");
+        stalled.abort();
+        assert_eq!(resp.status.as_u16(), 408, "{sent}: {}", proxy.logs());
+        assert_eq!(
+            resp.header("x-switchyard-error"),
+            Some("request-body-timeout")
+        );
+        assert_eq!(resp.header("connection"), Some("close"), "{sent}");
+    }
     let state = proxy
         .region_state("orders", "westus")
         .await
