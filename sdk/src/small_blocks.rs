@@ -6,7 +6,8 @@
 //! bindings' scratch lists. wasi-libc's dlmalloc, the default on `wasm32-wasip2`, spends
 //! about 300 instructions on each allocation and free with Rust's shims around it: measured
 //! with `bench/instructions.sh`, a third of a whole `on-request` call of the read-preference
-//! plugin. Popping and pushing a free list takes a dozen.
+//! plugin. Popping and pushing a free list takes a few instructions; with it the whole call
+//! costs a fifth less (bench/README.md).
 //!
 //! Blocks of up to [`MAX_SMALL`] bytes are rounded up to a power of two and never given back
 //! to the system allocator: a freed block waits on its class's list for the next allocation
