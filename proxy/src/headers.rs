@@ -19,8 +19,9 @@ pub const SIDECAR_HEADERS: [HeaderName; 4] = [
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// The request's `Host`, if any, or why it makes the request invalid (RFC 9112 section 3.2:
-/// an HTTP/1.1 request without one, or any request with more than one, gets 400). Forwarding
-/// such a request would leave the region to guess which host was meant.
+/// an HTTP/1.1 request without one, any request with more than one, and any with an invalid
+/// one get 400). Forwarding such a request would leave the region to guess which host was
+/// meant, and hand an app that trusts `X-Forwarded-Host` whatever the client wrote there.
 pub fn single_host(
     version: http::Version,
     headers: &HeaderMap,
@@ -29,7 +30,28 @@ pub fn single_host(
     match (hosts.next(), hosts.next()) {
         (Some(_), Some(_)) => Err("multiple-host-headers"),
         (None, _) if version == http::Version::HTTP_11 => Err("missing-host-header"),
+        (Some(host), _) if !valid_host(host.as_bytes()) => Err("invalid-host-header"),
         (host, _) => Ok(host),
+    }
+}
+
+/// `uri-host [ ":" port ]` (RFC 9110 section 7.2), or empty (a target without an authority).
+/// A URI authority without user information: `Host` never carries any.
+fn valid_host(host: &[u8]) -> bool {
+    if host.is_empty() {
+        return true;
+    }
+    if host.contains(&b'@') || http::uri::Authority::try_from(host).is_err() {
+        return false;
+    }
+    // The authority parser takes any text after the colon; a port is digits (maybe none).
+    let after_ip_literal = match host.iter().rposition(|&b| b == b']') {
+        Some(end) => &host[end + 1..],
+        None => host,
+    };
+    match after_ip_literal.iter().rposition(|&b| b == b':') {
+        Some(colon) => after_ip_literal[colon + 1..].iter().all(u8::is_ascii_digit),
+        None => true,
     }
 }
 
@@ -202,6 +224,22 @@ mod tests {
             single_host(http::Version::HTTP_2, &with(&["a", "a"])),
             Err("multiple-host-headers")
         );
+        for good in [
+            "",
+            "orders.example.com",
+            "127.0.0.1:8080",
+            "[::1]:80",
+            "xn--bcher-kva.de",
+        ] {
+            assert!(single_host(v11, &with(&[good])).is_ok(), "{good:?}");
+        }
+        for bad in ["a/b", "a@b", "a b", "a?b", "a#b", "host:port", "[::1"] {
+            assert_eq!(
+                single_host(v11, &with(&[bad])),
+                Err("invalid-host-header"),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
