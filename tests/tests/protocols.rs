@@ -444,10 +444,13 @@ async fn malformed_and_hostile_requests_get_clean_errors_and_never_reach_elsewhe
         "a refusal is the sidecar's own answer: {smuggle}"
     );
 
-    // RFC 9112 section 3.2: HTTP/1.1 needs exactly one Host; the region is never asked to guess.
+    // RFC 9112 section 3.2: HTTP/1.1 needs exactly one valid Host; the region is never asked
+    // to guess, and no app behind it gets a made-up X-Forwarded-Host.
     for request in [
         &b"GET /no-host HTTP/1.1\r\n\r\n"[..],
         b"GET /two-hosts HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n",
+        b"GET /bad-host HTTP/1.1\r\nHost: a.example/evil\r\n\r\n",
+        b"GET /bad-host HTTP/1.1\r\nHost: user@a.example\r\n\r\n",
     ] {
         let answer = raw_http(addr, request).await.expect("raw");
         assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
@@ -468,7 +471,7 @@ async fn malformed_and_hostile_requests_get_clean_errors_and_never_reach_elsewhe
     assert!(
         west.received()
             .iter()
-            .all(|r| r.path != "/no-host" && r.path != "/two-hosts"),
+            .all(|r| r.path != "/no-host" && r.path != "/two-hosts" && r.path != "/bad-host"),
         "refused requests never reach a region"
     );
 
