@@ -228,8 +228,9 @@ fn is_tls_failure(err: &(dyn StdError + 'static)) -> bool {
 fn tls_hint(detail: String) -> String {
     if detail.contains("CaUsedAsEndEntity") {
         return format!(
-            "{detail} (the region presents a CA certificate as its own, e.g. a self-signed one \
-             also given as ca_file: give the region a server certificate issued by that CA)"
+            "{detail} (the region presents a CA certificate, one marked CA:TRUE as many \
+             self-signed certificates are, as its own server certificate: give the region a \
+             server certificate issued by a CA that ca_file names)"
         );
     }
     detail
@@ -280,7 +281,7 @@ mod tests {
         let hinted =
             tls_hint("invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))".into());
         assert!(
-            hinted.contains("server certificate issued by that CA"),
+            hinted.contains("server certificate issued by a CA that ca_file names"),
             "{hinted}"
         );
         assert_eq!(tls_hint("connection refused".into()), "connection refused");
