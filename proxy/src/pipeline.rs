@@ -32,7 +32,7 @@ use crate::write_gate;
 mod answer;
 mod attempt;
 
-use answer::{answered, unavailable};
+use answer::{answered, closing, unavailable, unforwarded};
 use attempt::{Attempt, AttemptClock, send_attempt};
 
 /// What the listener knows about the client connection.
@@ -269,32 +269,6 @@ fn respond(
             own_answer
         }
     }
-}
-
-/// The answer with `connection: close` over HTTP/1 (HTTP/2 has no such header).
-fn closing(mut resp: Response<ProxyBody>, version: http::Version) -> Response<ProxyBody> {
-    if version <= http::Version::HTTP_11 {
-        resp.headers_mut()
-            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
-    }
-    resp
-}
-
-/// An answer the sidecar makes without forwarding the request. Over HTTP/1 the request's
-/// body is read and thrown away first so the connection can carry the client's next request
-/// (see `request_body::discard`); a body too large or too slow for that gets the answer with
-/// `connection: close`, so the client knows not to send more on it. (An HTTP/2 stream ends on
-/// its own.)
-async fn unforwarded(
-    body: Incoming,
-    version: http::Version,
-    deadline: Instant,
-    resp: Response<ProxyBody>,
-) -> Response<ProxyBody> {
-    if version <= http::Version::HTTP_11 && !crate::request_body::discard(body, deadline).await {
-        return closing(resp, version);
-    }
-    resp
 }
 
 async fn attempt_loop(

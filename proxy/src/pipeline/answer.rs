@@ -1,11 +1,14 @@
 //! What goes back to the client: a region's answer (stale copy in place of a gateway error,
 //! upgrade or stall watch, the sidecar's headers, the plugins' say, the stale cache kept up
-//! to date), or, when no region could serve, the sidecar's own.
+//! to date), or, when no region could serve, the sidecar's own; and what an answer made
+//! without forwarding does to the client's connection.
 
 use std::sync::Arc;
 
 use http::header;
 use http::{Method, Response, StatusCode};
+use hyper::body::Incoming;
+use tokio::time::Instant;
 
 use crate::body::ProxyBody;
 use crate::degraded;
@@ -168,4 +171,33 @@ fn apply_response_action(
         }
         ResponseAction::Replace(local) => degraded::local_response(&local, attempts),
     }
+}
+
+/// The answer with `connection: close` over HTTP/1 (HTTP/2 has no such header).
+pub(super) fn closing(
+    mut resp: Response<ProxyBody>,
+    version: http::Version,
+) -> Response<ProxyBody> {
+    if version <= http::Version::HTTP_11 {
+        resp.headers_mut()
+            .insert(header::CONNECTION, http::HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+/// An answer the sidecar makes without forwarding the request. Over HTTP/1 the request's
+/// body is read and thrown away first so the connection can carry the client's next request
+/// (see `request_body::discard`); a body too large or too slow for that gets the answer with
+/// `connection: close`, so the client knows not to send more on it. (An HTTP/2 stream ends on
+/// its own.)
+pub(super) async fn unforwarded(
+    body: Incoming,
+    version: http::Version,
+    deadline: Instant,
+    resp: Response<ProxyBody>,
+) -> Response<ProxyBody> {
+    if version <= http::Version::HTTP_11 && !crate::request_body::discard(body, deadline).await {
+        return closing(resp, version);
+    }
+    resp
 }
