@@ -318,6 +318,10 @@ async fn region_action(
     };
     tracing::warn!(service = svc, region, action, method = %method, body = %body, "admin: region {action}");
     service.health.send(event).await;
+    // The 200 means the change is in effect: routing, `/status` and a failover that follows
+    // see it. Without this wait, a drain and then a failover to the drained region could be
+    // accepted (seen in CI once).
+    service.health.sync().await;
     json_response(
         StatusCode::OK,
         &json!({ "service": svc, "region": region, "action": action, "ok": true }),
