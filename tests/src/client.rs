@@ -294,6 +294,27 @@ pub async fn raw_http_timeout(
     Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
+/// Reads from a connection the test keeps (to send more on it) until `done` holds for what
+/// arrived, the peer closes, or `timeout` passes; returns what arrived, lowercased.
+pub async fn read_until(
+    conn: &mut TcpStream,
+    timeout: Duration,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let read = async {
+        while !done(&String::from_utf8_lossy(&buf).to_ascii_lowercase()) {
+            match conn.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout, read).await;
+    String::from_utf8_lossy(&buf).to_ascii_lowercase()
+}
+
 /// Whether `buf` holds one whole HTTP/1.x response (by status, Content-Length or chunking).
 fn response_complete(buf: &[u8], head_request: bool) -> bool {
     let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {

@@ -66,6 +66,11 @@ impl TestConfig {
         self
     }
 
+    /// The proxy's service address, for raw connections.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
     /// The proxy's service URL for `path`.
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)

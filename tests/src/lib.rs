@@ -51,7 +51,7 @@ pub mod wait;
 pub use cli::{CommandOutput, binary_path, run_check, run_check_in, run_command};
 pub use client::{
     HttpClient, Protocol, TestBody, TestResponse, channel_body, empty, full, get, h2c_client,
-    http1_client, https_client, mtls_client, post, raw_http, raw_http_timeout,
+    http1_client, https_client, mtls_client, post, raw_http, raw_http_timeout, read_until,
 };
 pub use configs::TestConfig;
 pub use fake_region::{

@@ -711,7 +711,7 @@ fn entry(config: &str, file: &std::path::Path) -> String {
 /// connection).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_local_answer_to_a_post_keeps_the_clients_connection_open() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
 
     let (_w, _e, cfg, proxy) = one_plugin(
         "decider",
@@ -719,12 +719,7 @@ async fn a_local_answer_to_a_post_keeps_the_clients_connection_open() {
         r#"{ decision = "local:503:down", only_path = "/orders" }"#,
     )
     .await;
-    let url = cfg.url("/");
-    let addr = url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
-    let mut conn = tokio::net::TcpStream::connect(&addr)
+    let mut conn = tokio::net::TcpStream::connect(cfg.addr())
         .await
         .expect("connect");
     conn.write_all(b"POST /orders HTTP/1.1\r\nHost: sidecar\r\nContent-Length: 5\r\n\r\n")
@@ -736,22 +731,13 @@ async fn a_local_answer_to_a_post_keeps_the_clients_connection_open() {
     conn.write_all(b"GET /next HTTP/1.1\r\nHost: sidecar\r\n\r\n")
         .await
         .expect("write next request");
-    let mut answers = Vec::new();
-    let read_both = async {
-        let mut chunk = [0u8; 4096];
-        // Ends at the second answer's status line or at EOF; the timeout bounds the rest.
-        while !String::from_utf8_lossy(&answers).contains("HTTP/1.1 200") {
-            match conn.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => answers.extend_from_slice(&chunk[..n]),
-            }
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(5), read_both).await;
-    let answers = String::from_utf8_lossy(&answers);
-    assert!(answers.starts_with("HTTP/1.1 503"), "{answers}");
+    let answers = switchyard_tests::read_until(&mut conn, Duration::from_secs(5), |got| {
+        got.contains("http/1.1 200")
+    })
+    .await;
+    assert!(answers.starts_with("http/1.1 503"), "{answers}");
     assert!(
-        answers.contains("HTTP/1.1 200"),
+        answers.contains("http/1.1 200"),
         "the next request on the connection was answered:\n{answers}\n{}",
         proxy.logs()
     );
@@ -759,8 +745,7 @@ async fn a_local_answer_to_a_post_keeps_the_clients_connection_open() {
     // A body that does not come (or is too large to throw away): the answer says the
     // connection closes, instead of closing it unannounced.
     let request = b"POST /orders HTTP/1.1\r\nHost: sidecar\r\nContent-Length: 1000000\r\n\r\n";
-    let socket: std::net::SocketAddr = addr.parse().expect("address");
-    let answer = switchyard_tests::raw_http(socket, request)
+    let answer = switchyard_tests::raw_http(cfg.addr(), request)
         .await
         .expect("an answer");
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");

@@ -11,7 +11,7 @@ use switchyard_tests::{
 };
 use tokio_tungstenite::tungstenite::Message;
 
-fn tls_config(admin: u16, port: u16, region: &FakeRegion, tls: &str) -> String {
+fn tls_config(admin: u16, port: u16, region_url: &str, tls: &str) -> String {
     format!(
         r#"
 [admin]
@@ -23,11 +23,10 @@ listen = "127.0.0.1:{port}"
 interval = "30s"
 [[services.regions]]
 name = "secure"
-url = "{url}"
+url = "{region_url}"
 write = true
 tls = {tls}
-"#,
-        url = region.url()
+"#
     )
 }
 
@@ -43,7 +42,7 @@ async fn https_region_with_private_ca_over_h2_and_mtls() {
     let dir = ProxyProcess::new_dir().expect("dir");
     pki.copy_to(dir.path()).expect("copy PEM files");
     let tls = r#"{ ca_file = "ca.pem", client_cert = "client.pem", client_key = "client.key" }"#;
-    let proxy = ProxyProcess::builder(&tls_config(admin, port, &region, tls))
+    let proxy = ProxyProcess::builder(&tls_config(admin, port, &region.url(), tls))
         .dir(dir)
         .start()
         .await
@@ -81,7 +80,7 @@ async fn a_region_certificate_from_an_unknown_ca_is_refused_with_a_clear_error()
     let proxy = ProxyProcess::builder(&tls_config(
         admin,
         port,
-        &region,
+        &region.url(),
         r#"{ ca_file = "ca.pem" }"#,
     ))
     .dir(dir)
@@ -550,7 +549,7 @@ async fn a_client_that_stops_reading_does_not_stall_other_streams_to_an_h2_regio
     pki.copy_to(dir.path()).expect("copy PEM files");
     let config = format!(
         "{}[services.retry]\nper_try_timeout = \"1s\"\n",
-        tls_config(admin, port, &region, r#"{ ca_file = "ca.pem" }"#)
+        tls_config(admin, port, &region.url(), r#"{ ca_file = "ca.pem" }"#)
     );
     let proxy = ProxyProcess::builder(&config)
         .dir(dir)
@@ -602,21 +601,11 @@ async fn requests_arriving_together_at_a_cold_h2_region_share_one_connection() {
     let (admin, port) = (free_port(), free_port());
     let dir = ProxyProcess::new_dir().expect("dir");
     pki.copy_to(dir.path()).expect("copy PEM files");
-    let config = format!(
-        r#"
-[admin]
-listen = "127.0.0.1:{admin}"
-[[services]]
-name = "orders"
-listen = "127.0.0.1:{port}"
-[services.health]
-interval = "30s"
-[[services.regions]]
-name = "secure"
-url = "https://localhost:{region_port}"
-write = true
-tls = {{ ca_file = "ca.pem" }}
-"#
+    let config = tls_config(
+        admin,
+        port,
+        &format!("https://localhost:{region_port}"),
+        r#"{ ca_file = "ca.pem" }"#,
     );
     // The region starts after the proxy, so its first probe found nothing and no connection
     // is pooled when the requests come.

@@ -129,11 +129,8 @@ async fn post_to_a_refused_primary_lands_on_the_secondary_exactly_once() {
     assert_eq!(west.requests_for("POST"), 0);
 }
 
-/// A body over `buffer_body_limit` streams and cannot be replayed, but a refused connection
-/// never read any of it: it goes to the next region, whole and once. Sent to a region that
-/// answered 503 it is not sent again.
-#[tokio::test]
-async fn a_streamed_upload_to_a_refused_primary_still_fails_over_whole() {
+/// Two regions and a 1 KiB `buffer_body_limit`, so bodies over it stream.
+async fn streaming_proxy() -> (FakeRegion, FakeRegion, TestConfig, ProxyProcess) {
     let west = FakeRegion::new("westus").start().await;
     let east = FakeRegion::new("northeurope").start().await;
     let config = TestConfig::new(&[&west, &east])
@@ -142,6 +139,15 @@ async fn a_streamed_upload_to_a_refused_primary_still_fails_over_whole() {
     let proxy = ProxyProcess::start(&config.render())
         .await
         .expect("proxy starts");
+    (west, east, config, proxy)
+}
+
+/// A body over `buffer_body_limit` streams and cannot be replayed, but a refused connection
+/// never read any of it: it goes to the next region, whole and once. Sent to a region that
+/// answered 503 it is not sent again.
+#[tokio::test]
+async fn a_streamed_upload_to_a_refused_primary_still_fails_over_whole() {
+    let (west, east, config, proxy) = streaming_proxy().await;
     let upload = switchyard_tests::pattern_bytes(256 * 1024);
     west.kill().await;
     // The proxy holds an idle connection to westus from its first health probe. Give it a
@@ -611,24 +617,12 @@ url = "{east}"
 /// under a client that may already be writing its next request.
 #[tokio::test]
 async fn an_unread_streamed_upload_is_answered_with_connection_close() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
 
-    let west = FakeRegion::new("westus").start().await;
-    let east = FakeRegion::new("northeurope").start().await;
-    let config = TestConfig::new(&[&west, &east])
-        .service(QUIET)
-        .service("[services.retry]\nbuffer_body_limit = \"1KiB\"");
-    let proxy = ProxyProcess::start(&config.render())
-        .await
-        .expect("proxy starts");
+    let (west, east, config, proxy) = streaming_proxy().await;
     west.kill().await;
     east.kill().await;
-    let addr = config
-        .url("")
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
-    let mut conn = tokio::net::TcpStream::connect(&addr)
+    let mut conn = tokio::net::TcpStream::connect(config.addr())
         .await
         .expect("connect");
     // Declares 256 KiB, sends 8 KiB, and waits for the answer.
@@ -638,18 +632,10 @@ async fn an_unread_streamed_upload_is_answered_with_connection_close() {
     conn.write_all(&switchyard_tests::pattern_bytes(8 * 1024))
         .await
         .expect("write part of the body");
-    let mut answer = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let read = async {
-        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
-            match conn.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => answer.extend_from_slice(&chunk[..n]),
-            }
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
-    let answer = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    let answer = switchyard_tests::read_until(&mut conn, Duration::from_secs(10), |got| {
+        got.contains("\r\n\r\n")
+    })
+    .await;
     assert!(
         answer.starts_with("http/1.1 5"),
         "{answer}\n{}",
