@@ -102,13 +102,14 @@ pub fn clean_region_response(headers: &mut HeaderMap) {
 }
 
 /// Headers that describe one connection and must not cross the proxy (RFC 9110 section 7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// `Trailer` is not one of them: it announces the trailer fields end to end, and hyper's
+/// HTTP/1.1 server sends only the trailers it names (gRPC's `grpc-status`).
+const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
-    header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
 ];

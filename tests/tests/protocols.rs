@@ -639,3 +639,64 @@ async fn requests_arriving_together_at_a_cold_h2_region_share_one_connection() {
         "one connection carried all 40 requests"
     );
 }
+
+/// gRPC ends every response with trailers (`grpc-status`); a sidecar that drops them breaks
+/// every gRPC client behind it. From an HTTP/1.1 region (chunked, announced by `Trailer`) and
+/// from an HTTP/2 region, to an HTTP/1.1 client that sent `TE: trailers` and to an h2 client.
+#[tokio::test]
+async fn response_trailers_reach_http1_and_h2_clients_from_http1_and_h2_regions() {
+    let plain = FakeRegion::new("westus").start().await;
+    let plain_config = TestConfig::new(&[&plain]);
+    let plain_proxy = ProxyProcess::start(&plain_config.render())
+        .await
+        .expect("proxy starts");
+
+    let pki = TestPki::new();
+    let secure = FakeRegion::new("secure").tls(&pki).start().await;
+    let (admin, port) = (free_port(), free_port());
+    let dir = ProxyProcess::new_dir().expect("dir");
+    pki.copy_to(dir.path()).expect("copy PEM files");
+    let secure_proxy = ProxyProcess::builder(&tls_config(
+        admin,
+        port,
+        &secure.url(),
+        r#"{ ca_file = "ca.pem" }"#,
+    ))
+    .dir(dir)
+    .start()
+    .await
+    .expect("proxy starts");
+
+    let urls = [
+        ("h1 region", plain_config.url("/trailers"), &plain_proxy),
+        (
+            "h2 region",
+            format!("http://127.0.0.1:{port}/trailers"),
+            &secure_proxy,
+        ),
+    ];
+    for (region, url, proxy) in urls {
+        for (client_name, client) in [("h1 client", http1_client()), ("h2 client", h2c_client())] {
+            let resp = client
+                .get_with(&url, &[("te", "trailers")])
+                .await
+                .expect("GET");
+            let what = format!("{region}, {client_name}");
+            assert_eq!(resp.status.as_u16(), 200, "{what}\n{}", proxy.logs());
+            assert_eq!(resp.text(), "message before the trailers\n", "{what}");
+            let trailers = resp
+                .trailers
+                .unwrap_or_else(|| panic!("{what}: no trailers; head {:?}", resp.headers));
+            assert_eq!(
+                trailers.get("grpc-status").map(|v| v.as_bytes()),
+                Some(&b"0"[..]),
+                "{what}: {trailers:?}"
+            );
+            assert_eq!(
+                trailers.get("grpc-message").map(|v| v.as_bytes()),
+                Some(&b"done"[..]),
+                "{what}: {trailers:?}"
+            );
+        }
+    }
+}

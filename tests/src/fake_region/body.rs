@@ -190,3 +190,50 @@ impl Body for DripBody {
         self.left == 0
     }
 }
+
+/// A `/trailers` body: one piece, then gRPC-style trailers (`grpc-status: 0`,
+/// `grpc-message: done`), as the region's `Trailer` header announces.
+pub struct TrailersBody {
+    data: Option<Bytes>,
+    trailers: Option<http::HeaderMap>,
+}
+
+/// The piece of a `/trailers` body.
+pub const TRAILERS_DATA: &[u8] = b"message before the trailers\n";
+
+impl TrailersBody {
+    pub fn new() -> Self {
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        trailers.insert("grpc-message", http::HeaderValue::from_static("done"));
+        Self {
+            data: Some(Bytes::from_static(TRAILERS_DATA)),
+            trailers: Some(trailers),
+        }
+    }
+}
+
+impl Default for TrailersBody {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Body for TrailersBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if let Some(data) = self.data.take() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && self.trailers.is_none()
+    }
+}
