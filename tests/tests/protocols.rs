@@ -700,3 +700,80 @@ async fn response_trailers_reach_http1_and_h2_clients_from_http1_and_h2_regions(
         }
     }
 }
+
+/// Clients that give up on downloads (a gRPC deadline, a closed tab) are ordinary. Each one
+/// cancels its stream on the shared HTTP/2 connection to the region while the region's data
+/// is still in flight; those late frames must not add up to the connection being torn down,
+/// which cut every other client's response and ejected a healthy region (round 9: after
+/// about 1,200 cancels h2's lifetime limit of 1,024 resets it sent on its own was reached).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_downloads_never_cut_other_streams_on_the_shared_h2_connection() {
+    let pki = TestPki::new();
+    let region = FakeRegion::new("secure").tls(&pki).start().await;
+    let (admin, port) = (free_port(), free_port());
+    let dir = ProxyProcess::new_dir().expect("dir");
+    pki.copy_to(dir.path()).expect("copy PEM files");
+    let proxy = ProxyProcess::builder(&tls_config(
+        admin,
+        port,
+        &region.url(),
+        r#"{ ca_file = "ca.pem" }"#,
+    ))
+    .dir(dir)
+    .start()
+    .await
+    .expect("proxy starts");
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+
+    // A download that lasts the whole test, on the same connection to the region.
+    let victim_client = http1_client().with_timeout(Duration::from_secs(120));
+    let victim_url = url("/drip/40/100");
+    let victim = tokio::spawn(async move { victim_client.get(&victim_url).await });
+
+    // 1,500 downloads, 20 at a time, each dropped after its first piece of data.
+    let started = std::time::Instant::now();
+    let cancels = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..20 {
+        let cancels = cancels.clone();
+        let url = url("/bytes/67108864");
+        workers.push(tokio::spawn(async move {
+            let client = http1_client();
+            while cancels.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 1_500
+                && started.elapsed() < Duration::from_secs(60)
+            {
+                let req = http::Request::get(&url)
+                    .body(switchyard_tests::empty())
+                    .expect("request");
+                let Ok(resp) = client.send_streaming(req).await else {
+                    continue;
+                };
+                let mut body = resp.into_body();
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(5),
+                    http_body_util::BodyExt::frame(&mut body),
+                )
+                .await;
+            }
+        }));
+    }
+    for w in workers {
+        w.await.expect("worker");
+    }
+
+    let victim = victim.await.expect("victim task").expect("victim download");
+    assert_eq!(victim.status.as_u16(), 200, "{}", proxy.logs());
+    assert_eq!(
+        victim.body.len(),
+        40 * "drip drip drip\n".len(),
+        "the other download was cut\n{}",
+        proxy.logs()
+    );
+    let logs = proxy.logs();
+    assert!(!logs.contains("reached limit"), "{logs}");
+    let state = proxy
+        .region_state("orders", "secure")
+        .await
+        .expect("status");
+    assert_eq!(state.as_deref(), Some("healthy"), "{logs}");
+}
