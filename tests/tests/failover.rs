@@ -412,3 +412,47 @@ async fn a_slow_body_that_keeps_flowing_is_not_cut_off() {
     assert_eq!(westus_attempts(&proxy, "ok").await, 1.0);
     assert_eq!(westus_attempts(&proxy, "timeout").await, 0.0);
 }
+
+/// A region that breaks its response body off (resets the stream, closes the connection
+/// mid-body) has failed that request as surely as one that reset before the head: the
+/// attempt counts as `reset` and against the region's failure streak. It was counted `ok`
+/// and never ejected the region (round 9).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_the_region_breaks_off_counts_against_the_region() {
+    use switchyard_tests::{DRIP_LINE, h2c_client};
+    let (_west, _east, config, proxy) = stall_proxy().await;
+    for (client, protocol) in [(http1_client(), "h1"), (h2c_client(), "h2")] {
+        let req = http::Request::get(config.url("/cut"))
+            .body(switchyard_tests::empty())
+            .expect("request");
+        let resp = client.send_streaming(req).await.expect("response head");
+        assert_eq!(resp.status(), 200, "{protocol}");
+        assert_eq!(
+            resp.headers()["x-switchyard-region"],
+            "westus",
+            "{protocol}"
+        );
+        let (got, ended) = read_body(resp.into_body()).await;
+        assert_eq!(got, DRIP_LINE, "{protocol}: the first line arrives");
+        assert!(ended.is_err(), "{protocol}: the body must end in an error");
+    }
+    let ejected = eventually(
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        || async {
+            proxy.region_state("orders", "westus").await.ok().flatten()
+                == Some("ejected".to_owned())
+        },
+    )
+    .await;
+    assert!(ejected, "two cut bodies eject the region\n{}", proxy.logs());
+    assert_eq!(westus_attempts(&proxy, "reset").await, 2.0);
+    assert_eq!(westus_attempts(&proxy, "ok").await, 0.0);
+    assert!(
+        proxy.logs().contains("broke its response body off"),
+        "{}",
+        proxy.logs()
+    );
+    let next = http1_client().get(&config.url("/")).await.expect("GET");
+    assert_eq!(next.region(), Some("northeurope"));
+}

@@ -31,10 +31,11 @@ use crate::telemetry::log_limit::LogLimit;
 /// its responses.
 pub struct StallReport {
     limit: Duration,
-    /// `switchyard_upstream_attempts_total` of the region, `ok` and `timeout`: a watched
-    /// response's attempt is counted when its body ends or stalls.
+    /// `switchyard_upstream_attempts_total` of the region, `ok`, `timeout` and `reset`: a
+    /// watched response's attempt is counted when its body ends, stalls or is cut off.
     attempt_ok: Counter,
     attempt_stalled: Counter,
+    attempt_cut: Counter,
     health: HealthHandle,
     region: usize,
     service: Arc<str>,
@@ -55,6 +56,7 @@ impl StallReport {
             limit,
             attempt_ok: metrics.attempt_counter(region, None),
             attempt_stalled: metrics.attempt_counter(region, Some(FailureKind::Timeout)),
+            attempt_cut: metrics.attempt_counter(region, Some(FailureKind::Reset)),
             health,
             region,
             service,
@@ -78,6 +80,22 @@ impl StallReport {
         RegionStalled {
             region: self.name.clone(),
             limit: self.limit,
+        }
+    }
+
+    /// The region broke its response body off (reset the stream, closed the connection, sent
+    /// less than its `Content-Length`): a failure of the region, as a reset before the head
+    /// would have been. The client sees the response cut off; nothing can be retried.
+    fn cut(&self, error: &hyper::Error) {
+        self.attempt_cut.inc();
+        self.health.report_failure(self.region);
+        if let Some(held_back) = self.log.check() {
+            tracing::warn!(
+                service = %self.service,
+                region = %self.name,
+                held_back,
+                "region broke its response body off: {error}"
+            );
         }
     }
 }
@@ -143,6 +161,16 @@ impl StallWatch {
             if complete {
                 report.health.clear_failures(report.region);
             }
+        }
+    }
+
+    /// The region's body failed: a success's attempt is counted as cut off, and the watch is
+    /// off from then on (a 5xx was counted at its head).
+    pub fn cut(&mut self, error: &hyper::Error) {
+        if let Some(report) = self.report.take()
+            && self.success
+        {
+            report.cut(error);
         }
     }
 

@@ -104,7 +104,8 @@ impl Body for RegionBody {
                     return Poll::Ready(Some(Err(stalled.into())));
                 }
             }
-            Poll::Ready(Some(_)) => this.stall.progress(),
+            Poll::Ready(Some(Err(e))) => this.stall.cut(e),
+            Poll::Ready(Some(Ok(_))) => this.stall.progress(),
         }
         polled.map_err(Into::into)
     }

@@ -237,3 +237,30 @@ impl Body for TrailersBody {
         self.data.is_none() && self.trailers.is_none()
     }
 }
+
+/// A `/cut` body: one [`DRIP_LINE`], then after 100 ms (the head and the line have gone out)
+/// an error, so the server breaks the response off (HTTP/1.1: closes the connection before
+/// the chunked body ends; HTTP/2: resets the stream).
+#[derive(Default)]
+pub struct CutBody {
+    wait: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Body for CutBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let Some(wait) = self.wait.as_mut() else {
+            self.wait = Some(Box::pin(tokio::time::sleep(
+                std::time::Duration::from_millis(100),
+            )));
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(DRIP_LINE)))));
+        };
+        std::task::ready!(wait.as_mut().poll(cx));
+        Poll::Ready(Some(Err("the fake region breaks this body off".into())))
+    }
+}

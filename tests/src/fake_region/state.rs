@@ -15,7 +15,9 @@ pub enum Mode {
     /// 200, body = configured body or the region name. `/echo` streams the request body
     /// back (its digest goes to the log, not the headers), `/bytes/N` streams N
     /// [`crate::pattern_bytes`], `/drip/N/MS` streams N lines `MS` ms apart (see
-    /// [`crate::DRIP_LINE`]), and `Upgrade: websocket` gets a WebSocket echo.
+    /// [`crate::DRIP_LINE`]), `/cut` sends one such line and breaks the body off,
+    /// `/trailers` ends its body with gRPC-style trailers, and `Upgrade: websocket` gets a
+    /// WebSocket echo.
     Ok,
     /// Answers every request (and the health path) with this status.
     Status(u16),
