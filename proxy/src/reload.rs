@@ -2,7 +2,8 @@
 //!
 //! Everything is built before anything is swapped, so a bad config or plugin changes nothing.
 //! Region health, drains and drill faults carry over for regions that keep their name, and so
-//! does a write region moved by manual failover unless the new config moves it itself.
+//! does a write region moved by manual failover unless the new config moves it itself. The
+//! stale copies (`stale_if_error`) carry over while the service keeps the setting.
 //! Listener addresses are bound at start and cannot move by reload; a listener's certificate
 //! and key are read again, so a reload rotates them for new connections. `[telemetry]` and
 //! `workers` are set up once at start: a reload that changes them is refused.
@@ -13,6 +14,7 @@ use crate::app::AppState;
 use crate::config::{self, Config, ConfigErrors};
 use crate::plugin::{self, PluginError, PluginErrors};
 use crate::service::{BuildError, Service};
+use crate::stale::StaleCache;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -65,7 +67,14 @@ pub async fn reload(state: &AppState) -> Result<(), ReloadError> {
         }
         built.push((entry, service));
     }
-    for (entry, service) in built {
+    for (entry, mut service) in built {
+        // Taken only now that nothing can fail: a refused reload leaves the copies in place.
+        if let (Some(new), Some(old)) = (&mut service.stale, &entry.slot.load().stale) {
+            *new = Arc::new(StaleCache::take_over(
+                old,
+                service.config.degraded.stale_if_error,
+            ));
+        }
         // In-flight requests keep the old service alive until they finish.
         entry.slot.store(Arc::new(service));
     }

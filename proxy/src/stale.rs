@@ -175,6 +175,24 @@ impl StaleCache {
         }
     }
 
+    /// A cache for the service that replaces the owner of `old` at a reload, with `old`'s
+    /// entries: operators reload during outages, which is when the copies are served. Entries
+    /// older than the new `max_age` are not served; responses the old service stores after
+    /// this are not carried.
+    pub fn take_over(old: &StaleCache, max_age: Duration) -> Self {
+        let taken = old.inner.lock().map(|mut inner| Inner {
+            map: std::mem::replace(&mut inner.map, LruCache::unbounded()),
+            bytes: std::mem::take(&mut inner.bytes),
+        });
+        StaleCache {
+            max_age,
+            inner: Mutex::new(taken.unwrap_or(Inner {
+                map: LruCache::unbounded(),
+                bytes: 0,
+            })),
+        }
+    }
+
     /// Whether a response to this request may be stored (decided before its body streams).
     pub fn should_store(
         method: &Method,

@@ -504,6 +504,32 @@ async fn stale_answers_are_served_when_every_region_is_gone() {
             .is_some_and(|a| a >= 1)
     );
 
+    // Operators reload during outages, when the copies matter most: a refused reload and
+    // an accepted one both keep them (round 9: any reload emptied the cache).
+    proxy
+        .write_config(
+            &config
+                .render()
+                .replace("[services.degraded]", "[services.nonsense]"),
+        )
+        .expect("write");
+    let refused = proxy.admin_post("/reload", "").await.expect("reload");
+    assert_eq!(refused.status.as_u16(), 400, "{}", refused.text());
+    proxy.write_config(&config.render()).expect("write");
+    let reloaded = proxy.admin_post("/reload", "").await.expect("reload");
+    assert_eq!(reloaded.status.as_u16(), 200, "{}", reloaded.text());
+    let after_reload = client
+        .get(&config.url("/catalog?page=1"))
+        .await
+        .expect("GET");
+    assert_eq!(after_reload.status.as_u16(), 200, "{}", proxy.logs());
+    assert_eq!(
+        after_reload.text(),
+        "westus",
+        "the copy outlived the reloads"
+    );
+    assert_eq!(after_reload.header("x-switchyard-error"), Some("stale"));
+
     let never_cached = client
         .get(&config.url("/catalog?page=3"))
         .await
