@@ -1,5 +1,6 @@
 //! Header rules for forwarding: hop-by-hop removal, `Host` rewrite, `X-Forwarded-*`.
 
+use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -92,13 +93,30 @@ fn is_reg_name_byte(b: u8) -> bool {
 /// answer" (clients and the degraded-responses metric read it), so a region cannot send it;
 /// the others are set again for the response. A pass over the names first: nearly every
 /// response has none of them.
-pub fn clean_region_response(headers: &mut HeaderMap) {
-    if headers.keys().any(|n| SIDECAR_HEADERS.contains(n)) {
+///
+/// A `Content-Length` that does not describe the body the client will get goes too: beside
+/// `Transfer-Encoding` the body's length is the chunking's (RFC 9112 section 6.3 has a proxy
+/// remove it), and a 204 has no body (h2 clients refuse the header on one).
+pub fn clean_region_response(status: StatusCode, headers: &mut HeaderMap) {
+    // One pass of cheap name comparisons decides what the response needs (usually nothing).
+    let (mut sidecar, mut hop, mut chunked, mut length) = (false, false, false, false);
+    for name in headers.keys() {
+        sidecar |= SIDECAR_HEADERS.contains(name);
+        hop |= maybe_hop_by_hop(name);
+        chunked |= name == header::TRANSFER_ENCODING;
+        length |= name == header::CONTENT_LENGTH;
+    }
+    if sidecar {
         for name in SIDECAR_HEADERS {
             headers.remove(name);
         }
     }
-    strip_hop_by_hop(headers, false);
+    if length && (chunked || status == StatusCode::NO_CONTENT) {
+        headers.remove(header::CONTENT_LENGTH);
+    }
+    if hop {
+        remove_hop_by_hop(headers, false);
+    }
 }
 
 /// Headers that describe one connection and must not cross the proxy (RFC 9110 section 7.6.1).
@@ -138,9 +156,13 @@ fn maybe_hop_by_hop(name: &HeaderName) -> bool {
 pub fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     // Most messages carry none of them: one pass of cheap name comparisons instead of a hash
     // lookup per hop-by-hop name (every request and response goes through here).
-    if !upgrade && !headers.keys().any(maybe_hop_by_hop) {
-        return;
+    if upgrade || headers.keys().any(maybe_hop_by_hop) {
+        remove_hop_by_hop(headers, upgrade);
     }
+}
+
+/// [`strip_hop_by_hop`] once a hop-by-hop name was seen.
+fn remove_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     // `Connection: keep-alive` or `close`, as nearly every region sends, names nothing that
     // is not removed below anyway: no list to build.
     let names_others = headers.get_all(header::CONNECTION).iter().any(|v| {
@@ -229,9 +251,32 @@ mod tests {
         h.insert(X_SWITCHYARD_DEGRADED, HeaderValue::from_static("1"));
         h.insert(X_SWITCHYARD_ERROR, HeaderValue::from_static("spoofed"));
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
-        clean_region_response(&mut h);
+        clean_region_response(StatusCode::OK, &mut h);
         let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, ["content-type"]);
+    }
+
+    #[test]
+    fn a_content_length_that_does_not_describe_the_body_is_dropped() {
+        let with = |names: &[HeaderName]| {
+            let mut h = HeaderMap::new();
+            for name in names {
+                h.insert(name, HeaderValue::from_static("5"));
+            }
+            h
+        };
+        let cl = header::CONTENT_LENGTH;
+        let mut both = with(&[header::CONTENT_LENGTH, header::TRANSFER_ENCODING]);
+        clean_region_response(StatusCode::OK, &mut both);
+        assert!(both.is_empty(), "{both:?}");
+        let mut no_content = with(&[header::CONTENT_LENGTH]);
+        clean_region_response(StatusCode::NO_CONTENT, &mut no_content);
+        assert!(no_content.is_empty(), "{no_content:?}");
+        for status in [StatusCode::OK, StatusCode::NOT_MODIFIED] {
+            let mut kept = with(&[header::CONTENT_LENGTH]);
+            clean_region_response(status, &mut kept);
+            assert!(kept.contains_key(&cl), "{status}");
+        }
     }
 
     #[test]

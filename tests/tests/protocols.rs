@@ -777,3 +777,41 @@ async fn cancelled_downloads_never_cut_other_streams_on_the_shared_h2_connection
         .expect("status");
     assert_eq!(state.as_deref(), Some("healthy"), "{logs}");
 }
+
+/// A region's `Content-Length` that does not describe the body the client gets is not passed
+/// on: beside `Transfer-Encoding` (RFC 9112 section 6.3: the chunking wins and a proxy drops
+/// the length), and on a 204. Passed on, the first cut an HTTP/1.1 client's connection short
+/// of 50 bytes and failed an h2 client's stream; the second made h2 clients refuse the 204
+/// (round 9).
+#[tokio::test]
+async fn a_region_content_length_that_does_not_describe_the_body_is_dropped() {
+    for (reply, status, body) in [
+        (
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 50\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"[..],
+            200,
+            "hello",
+        ),
+        (
+            b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+            204,
+            "",
+        ),
+    ] {
+        let raw = switchyard_tests::RawRegion::start(reply)
+            .await
+            .expect("raw region starts");
+        let config = TestConfig::with_urls(&[("westus", raw.url())])
+            .service("[services.health]\ninterval = \"30s\"\n");
+        let proxy = ProxyProcess::start(&config.render())
+            .await
+            .expect("proxy starts");
+        for (name, client) in [("h1", http1_client()), ("h2", h2c_client())] {
+            let resp = client.get(&config.url("/")).await.unwrap_or_else(|e| {
+                panic!("{name}, {status}: {e:#}\n{}", proxy.logs())
+            });
+            assert_eq!(resp.status.as_u16(), status, "{name}");
+            assert_eq!(resp.text(), body, "{name}");
+            assert_eq!(resp.header("content-length"), None, "{name}, {status}");
+        }
+    }
+}

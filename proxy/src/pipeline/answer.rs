@@ -44,7 +44,17 @@ pub(super) fn answered(
         }
         false
     } else {
-        headers::clean_region_response(resp.headers_mut());
+        headers::clean_region_response(resp.status(), resp.headers_mut());
+        // 204 and 304 have no body (RFC 9110 sections 15.3.5 and 15.4.5). hyper's HTTP/1.1
+        // client drops one a region sends anyway; over h2 its DATA would reach the client,
+        // whose h2 stack rejects the stream.
+        if matches!(
+            resp.status(),
+            StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
+        ) && !http_body::Body::is_end_stream(resp.body())
+        {
+            *resp.body_mut() = ProxyBody::Empty;
+        }
         resp.body_mut().watch_stalls(&svc.stalls[region], success)
     };
     // A watched body counts its attempt and clears the region's failure streak when it ends.
