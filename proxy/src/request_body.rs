@@ -5,6 +5,11 @@
 //! attempt that sends it: once bytes have left, they cannot be taken back. An attempt that
 //! fails before sending anything (the region refused the connection) gives the body back, so
 //! the request can still go to the next region.
+//!
+//! So does a body whose client pauses for [`STREAM_AFTER_PAUSE`] before its end: a client
+//! that sends part of its body and waits for the answer before sending more (gRPC
+//! bidirectional and client streaming, any request-response protocol over one request) would
+//! otherwise wait for ever on a sidecar that waits for the end of the body.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +23,11 @@ use tokio::time::Instant;
 
 use crate::body::upload::UploadProgress;
 use crate::body::{BodyBuffer, ProxyBody};
+
+/// How long a client may pause sending its body before what it sent goes on to the region
+/// and the rest streams after it. Long enough that a body written in one go over loopback
+/// is never split by it; short enough to add little to the first message of a stream.
+pub const STREAM_AFTER_PAUSE: Duration = Duration::from_millis(50);
 
 pub enum RequestPayload {
     /// Held in memory; every attempt gets a copy (a cheap `Bytes` clone).
@@ -46,7 +56,15 @@ impl RequestPayload {
         }
         let mut buf = BodyBuffer::new(body.size_hint().lower() as usize);
         loop {
-            let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            let pause_ends = Instant::now() + STREAM_AFTER_PAUSE;
+            let frame = match tokio::time::timeout_at(deadline.min(pause_ends), body.frame()).await
+            {
+                Err(_) if pause_ends < deadline => {
+                    return Ok(Self::streaming(ProxyBody::Prefixed {
+                        prefix: (buf.len() > 0).then(|| buf.into_bytes()),
+                        rest: body,
+                    }));
+                }
                 Err(_) => return Err((StatusCode::REQUEST_TIMEOUT, "request-body-timeout")),
                 Ok(None) => return Ok(RequestPayload::Replayable(buf.into_bytes())),
                 Ok(Some(Err(_))) => return Err((StatusCode::BAD_REQUEST, "request-body-error")),

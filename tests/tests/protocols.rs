@@ -815,3 +815,51 @@ async fn a_region_content_length_that_does_not_describe_the_body_is_dropped() {
         }
     }
 }
+
+/// A client that sends part of its body and waits for the answer before sending the rest
+/// (gRPC bidirectional streaming, a chat over one request) gets the answer: the sidecar
+/// forwards what came once the client pauses, instead of waiting for the end of a body that
+/// will not end until the answer comes (round 9: the request never left, 408 after
+/// `request_timeout`). Both ways the messages flow as they are sent.
+#[tokio::test]
+async fn a_client_that_waits_for_the_answer_mid_body_gets_it() {
+    use http_body_util::BodyExt;
+    let west = FakeRegion::new("westus").start().await;
+    let config = TestConfig::new(&[&west]);
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
+    for (name, client) in [("h1", http1_client()), ("h2", h2c_client())] {
+        let (tx, body) = channel_body();
+        let req = http::Request::post(config.url("/echo"))
+            .body(body)
+            .expect("request");
+        let exchange = async {
+            tx.send(bytes::Bytes::from_static(b"ping 1\n"))
+                .await
+                .expect("send");
+            let resp = client.send_streaming(req).await.expect("response head");
+            assert_eq!(resp.status().as_u16(), 200, "{name}");
+            let mut body = resp.into_body();
+            for n in 1..=3 {
+                let mut got = Vec::new();
+                while got.len() < 7 {
+                    let frame = body.frame().await.expect("a frame").expect("data");
+                    got.extend_from_slice(frame.data_ref().expect("data"));
+                }
+                assert_eq!(got, format!("ping {n}\n").as_bytes(), "{name}");
+                if n < 3 {
+                    let next = format!("ping {}\n", n + 1);
+                    tx.send(bytes::Bytes::from(next)).await.expect("send");
+                }
+            }
+            drop(tx);
+            while let Some(frame) = body.frame().await {
+                frame.expect("the body ends cleanly");
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), exchange)
+            .await
+            .unwrap_or_else(|_| panic!("{name}: no answer mid-body\n{}", proxy.logs()));
+    }
+}
