@@ -456,3 +456,75 @@ async fn a_body_the_region_breaks_off_counts_against_the_region() {
     let next = http1_client().get(&config.url("/")).await.expect("GET");
     assert_eq!(next.region(), Some("northeurope"));
 }
+
+/// After a total outage the first region back takes the traffic as soon as its checks pass.
+/// During the outage every request tried every region, and each failure streak ejected its
+/// region again, for longer each time: the first region back stayed ejected, and clients got
+/// 503s, for up to `max_ejection` after it was healthy again (round 9).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_total_outage_the_first_region_back_serves_once_its_checks_pass() {
+    let west = FakeRegion::new("westus").start().await;
+    let east = FakeRegion::new("northeurope").start().await;
+    let config = TestConfig::new(&[&west, &east]).service(
+        r#"
+[services.health]
+interval = "100ms"
+[services.outlier]
+consecutive_failures = 1
+base_ejection = "30s"
+max_ejection = "60s"
+[services.retry]
+# No retries (as when a busy service has spent its budget in the outage): each request gets
+# one attempt, at the region routing picks.
+budget_ratio = 0.0
+min_retries_per_sec = 0
+"#,
+    );
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
+    let client = http1_client();
+    assert_eq!(client.get(&config.url("/")).await.expect("GET").status, 200);
+    west.kill().await;
+    east.kill().await;
+    // Traffic through the outage, then until both checks have seen it.
+    for _ in 0..20 {
+        let resp = client.get(&config.url("/")).await.expect("GET");
+        assert_eq!(resp.status.as_u16(), 503);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    for region in ["westus", "northeurope"] {
+        let down = eventually(
+            Duration::from_secs(5),
+            Duration::from_millis(50),
+            || async {
+                proxy.region_state("orders", region).await.ok().flatten()
+                    == Some("unhealthy".into())
+            },
+        )
+        .await;
+        assert!(down, "{region}\n{}", proxy.logs());
+    }
+    for _ in 0..5 {
+        let resp = client.get(&config.url("/")).await.expect("GET");
+        assert_eq!(resp.status.as_u16(), 503);
+    }
+
+    east.restart().await;
+    let back = eventually(
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        || async {
+            client
+                .get(&config.url("/"))
+                .await
+                .is_ok_and(|r| r.status == 200 && r.region() == Some("northeurope"))
+        },
+    )
+    .await;
+    assert!(
+        back,
+        "served by the region back within seconds, not after its ejection\n{}",
+        proxy.logs()
+    );
+}

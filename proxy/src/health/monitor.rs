@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use super::snapshot::{HealthSnapshot, RegionView};
 use super::state::{RegionHealth, RegionState};
 use crate::config::ServiceConfig;
+use crate::telemetry::log_limit::LogLimit;
 use crate::telemetry::{NO_REGION, metrics, traces};
 
 /// Something that changes a region's health.
@@ -154,6 +155,8 @@ pub struct HealthMonitor {
     was_serviceable: Vec<bool>,
     snapshot: Arc<ArcSwap<HealthSnapshot>>,
     counters: Arc<[RegionCounters]>,
+    /// Ejections held back by [`HealthMonitor::ejection_held_back`]: one line per 10 s.
+    held_back_log: LogLimit,
 }
 
 impl HealthMonitor {
@@ -189,6 +192,7 @@ impl HealthMonitor {
             snapshot: Arc::new(ArcSwap::from_pointee(HealthSnapshot::default())),
             counters: counters.clone(),
             config: config.clone(),
+            held_back_log: LogLimit::every(10),
         };
         monitor.publish(Instant::now());
         let handle = HealthHandle {
@@ -230,7 +234,13 @@ impl HealthMonitor {
                 }
             }
             HealthEvent::Eject { region } => {
-                if let Some(h) = self.regions.get_mut(region)
+                if let Some(why) = self.ejection_held_back(region, now) {
+                    if let Some(held_back) = self.held_back_log.check() {
+                        tracing::warn!(service = %service,
+                            region = %self.config.regions[region].name, held_back,
+                            "outlier detection: region not ejected after consecutive failures: {why}");
+                    }
+                } else if let Some(h) = self.regions.get_mut(region)
                     && let Some(length) = h.eject(now, &self.config.outlier)
                 {
                     tracing::warn!(service = %service, region = %self.config.regions[region].name,
@@ -261,6 +271,23 @@ impl HealthMonitor {
             }
             HealthEvent::Stop => {}
         }
+    }
+
+    /// Why ejecting `region` now would do more harm than good, if it would: it is the last
+    /// region that can serve. Failures every region shares (one endpoint that answers 500
+    /// everywhere, a bad deploy of the app) ejected them all, and in an outage the one
+    /// region left that passes its checks was ejected with the others, so routing fell back
+    /// to trying dead regions by priority first (round 9). Active health checks still take
+    /// any region out. (Envoy's `max_ejection_percent` guards the same way; a cap below all
+    /// but one would keep a second failed region in rotation when two of three go down.)
+    fn ejection_held_back(&self, region: usize, now: Instant) -> Option<&'static str> {
+        let h = self.regions.get(region)?;
+        if h.is_ejected(now) {
+            return None;
+        }
+        let others_serve = (self.regions.iter().enumerate())
+            .any(|(i, other)| i != region && other.serviceable(now));
+        (!others_serve).then_some("it is the last region that can serve")
     }
 
     /// The next moment the picture changes by itself: an ejection ends or a failback delay passes.
@@ -474,6 +501,33 @@ url = "http://127.0.0.1:2"
         assert_eq!(active(&handle), "west");
         handle.send(HealthEvent::Stop).await;
         assert!(task.await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_last_region_that_can_serve_is_not_ejected() {
+        let (monitor, handle, rx) = HealthMonitor::new(service(Duration::ZERO), None);
+        tokio::spawn(monitor.run(rx));
+        for _ in 0..2 {
+            handle.report_failure(0);
+        }
+        settle().await;
+        assert_eq!(handle.snapshot().regions[0].state, RegionState::Ejected);
+        // Failures everywhere (an endpoint that answers 500 in every region): east stays.
+        for _ in 0..4 {
+            handle.report_failure(1);
+        }
+        settle().await;
+        assert_eq!(handle.snapshot().regions[1].state, RegionState::Healthy);
+        assert_eq!(active(&handle), "east");
+        // Once west is back, east may go.
+        tokio::time::sleep(Duration::from_millis(5001)).await;
+        settle().await;
+        for _ in 0..2 {
+            handle.report_failure(1);
+        }
+        settle().await;
+        assert_eq!(handle.snapshot().regions[1].state, RegionState::Ejected);
+        assert_eq!(active(&handle), "west");
     }
 
     #[tokio::test(start_paused = true)]

@@ -72,6 +72,12 @@ impl RegionHealth {
             self.ok_streak = self.ok_streak.saturating_add(1);
             if !self.probe_healthy && self.ok_streak >= cfg.healthy_threshold {
                 self.probe_healthy = true;
+                // The checks saw the region down and now up again: an ejection from that
+                // outage ends with it. Otherwise a region ejected again and again while
+                // everything was down (each ejection doubling) stayed out for up to
+                // `max_ejection` after it came back, with nothing else to serve (round 9).
+                // The count of ejections stays, so a flapping region still doubles.
+                self.ejected_until = None;
                 return true;
             }
         } else {
@@ -230,6 +236,28 @@ mod tests {
             Duration::from_secs(5),
             "multiplier reset after a clean period"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ejection_ends_when_the_checks_see_the_region_come_back() {
+        let (health, outlier) = (health_cfg(), outlier_cfg());
+        let mut h = RegionHealth::default();
+        let now = Instant::now();
+        h.eject(now, &outlier).expect("ejected");
+        // Checks that pass throughout (a gray failure) leave the ejection alone.
+        for _ in 0..5 {
+            h.on_probe(true, &health);
+        }
+        assert_eq!(h.state(now), RegionState::Ejected);
+        h.on_probe(false, &health);
+        h.on_probe(false, &health);
+        assert_eq!(h.state(now), RegionState::Unhealthy);
+        for _ in 0..3 {
+            h.on_probe(true, &health);
+        }
+        assert_eq!(h.state(now), RegionState::Healthy, "back with the checks");
+        let len = h.eject(now, &outlier).expect("ejectable again");
+        assert_eq!(len, Duration::from_secs(10), "and a relapse still doubles");
     }
 
     #[tokio::test(start_paused = true)]
