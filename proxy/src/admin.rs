@@ -284,6 +284,7 @@ async fn region_action(
     method: &Method,
     body: Value,
 ) -> AdminResponse {
+    let _no_reload = crate::reload::hold_off().await;
     let (entry, index) = match find(state, svc, region) {
         Ok(found) => found,
         Err(resp) => return resp,
@@ -396,6 +397,7 @@ async fn failover(state: &AppState, svc: &str, body: Value) -> AdminResponse {
             "body must be {\"write_region\": \"NAME\"}",
         );
     };
+    let _no_reload = crate::reload::hold_off().await;
     let (entry, index) = match find(state, svc, target) {
         Ok(found) => found,
         Err(resp) => return resp,

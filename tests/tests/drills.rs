@@ -660,3 +660,50 @@ async fn responses_that_forbid_stale_reuse_are_never_served_stale() {
         assert_eq!(resp.text(), "degraded", "{cache_control}");
     }
 }
+
+/// A write failover waits for the writes in flight at the old region; a reload that came in
+/// meanwhile copied the region state before the move and then replaced the service it was
+/// made on, so the failover was acknowledged and undone (round 9b). They now take turns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_during_a_write_failover_keeps_the_failover() {
+    let west = FakeRegion::new("westus")
+        .slow(Duration::from_millis(1500))
+        .start()
+        .await;
+    let east = FakeRegion::new("northeurope").start().await;
+    let config = TestConfig::new(&[&west, &east]).service(
+        "[services.health]\ninterval = \"30s\"\n[services.retry]\nper_try_timeout = \"5s\"\n",
+    );
+    let proxy = Arc::new(
+        ProxyProcess::start(&config.render())
+            .await
+            .expect("proxy starts"),
+    );
+    let url = config.url("/orders");
+    let write = tokio::spawn(async move { http1_client().post(&url, "slow", &[]).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let failing_over = {
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            proxy
+                .admin_post(
+                    "/services/orders/failover",
+                    r#"{"write_region":"northeurope"}"#,
+                )
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reloaded = proxy.admin_post("/reload", "").await.expect("reload");
+    assert_eq!(reloaded.status.as_u16(), 200, "{}", reloaded.text());
+    let failed_over = failing_over.await.expect("task").expect("failover");
+    assert_eq!(failed_over.status.as_u16(), 200, "{}", failed_over.text());
+    let written = write.await.expect("task").expect("slow write");
+    assert_eq!(written.region(), Some("westus"));
+
+    let moved = proxy
+        .region_status("orders", "northeurope")
+        .await
+        .expect("status");
+    assert_eq!(moved.expect("region")["write"], true, "{}", proxy.logs());
+}
