@@ -863,3 +863,58 @@ async fn a_client_that_waits_for_the_answer_mid_body_gets_it() {
             .unwrap_or_else(|_| panic!("{name}: no answer mid-body\n{}", proxy.logs()));
     }
 }
+
+/// An HTTP/2 region lets a connection carry only so many streams at once (100 here, as
+/// HAProxy and Apache; nginx 128, Go 250). Long-lived streams beyond that on one shared
+/// connection made every later request and health probe wait until it timed out, and a
+/// healthy region was failed over (round 9); the sidecar now opens another connection
+/// instead. 120 downloads of 1.5 s at once all start at once, each in one attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_streams_than_an_h2_region_allows_per_connection_open_another_connection() {
+    let pki = TestPki::new();
+    let region = FakeRegion::new("secure").tls(&pki).start().await;
+    let (admin, port) = (free_port(), free_port());
+    let dir = ProxyProcess::new_dir().expect("dir");
+    pki.copy_to(dir.path()).expect("copy PEM files");
+    let config = format!(
+        "{}[services.retry]\nper_try_timeout = \"1s\"\n",
+        tls_config(admin, port, &region.url(), r#"{ ca_file = "ca.pem" }"#)
+    );
+    let proxy = ProxyProcess::builder(&config)
+        .dir(dir)
+        .start()
+        .await
+        .expect("proxy starts");
+    let url = format!("http://127.0.0.1:{port}/drip/3/500");
+    let downloads: Vec<_> = (0..120)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                http1_client()
+                    .with_timeout(Duration::from_secs(30))
+                    .get(&url)
+                    .await
+            })
+        })
+        .collect();
+    let mut retried = 0;
+    for d in downloads {
+        let resp = d.await.expect("task").expect("download");
+        assert_eq!(resp.status.as_u16(), 200, "{}", proxy.logs());
+        assert_eq!(resp.body.len(), 3 * "drip drip drip\n".len());
+        if resp.header("x-switchyard-attempts") != Some("1") {
+            retried += 1;
+        }
+    }
+    assert_eq!(
+        retried,
+        0,
+        "requests waited for a stream and timed out\n{}",
+        proxy.logs()
+    );
+    let state = proxy
+        .region_state("orders", "secure")
+        .await
+        .expect("status");
+    assert_eq!(state.as_deref(), Some("healthy"), "{}", proxy.logs());
+}

@@ -5,6 +5,7 @@
 
 pub mod connect;
 pub mod fault;
+mod h2_conns;
 pub mod pool;
 mod region_body;
 pub mod tls;

@@ -1,5 +1,5 @@
-//! A region's connections: idle HTTP/1.1 connections, most recently used first, and at most
-//! one shared HTTP/2 connection.
+//! A region's connections: idle HTTP/1.1 connections, most recently used first, and shared
+//! HTTP/2 connections (`h2_conns`).
 //!
 //! Requests that find no connection to a region that may speak HTTP/2 (TLS, ALPN h2) share
 //! one opening: the first opens, the others wait for it and then share the connection (h2),
@@ -29,7 +29,8 @@ use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use super::connect::{Connected, Connector};
-use super::region_body::{Lease, RegionBody};
+use super::h2_conns::{H2Connections, Shared, StreamSlot};
+use super::region_body::{Hold, Lease, RegionBody};
 use crate::body::ProxyBody;
 
 /// Idle connections kept per region; beyond this the oldest is closed.
@@ -42,7 +43,7 @@ const MAX_STALE: usize = 3;
 pub struct Pool {
     connector: Connector,
     idle: Mutex<VecDeque<Idle>>,
-    http2: Mutex<Option<http2::SendRequest<ProxyBody>>>,
+    http2: H2Connections,
     /// The opening that requests finding no connection join (see the module documentation);
     /// replaced once it has an outcome, since a request only gets here when that outcome is
     /// of no use any more (the connection it gave is gone, or it failed).
@@ -66,7 +67,7 @@ struct Opening {
 
 /// What a shared opening gave, as the requests that waited for it see it.
 enum Opened {
-    Http2(http2::SendRequest<ProxyBody>),
+    Http2(Shared),
     /// The region chose HTTP/1.1: the connection went to the request that opened it.
     Http1,
     Failed(io::ErrorKind, String),
@@ -89,7 +90,25 @@ pub enum SendError {
 
 enum Checkout {
     Http1(http1::SendRequest<ProxyBody>),
-    Http2(http2::SendRequest<ProxyBody>),
+    Http2(http2::SendRequest<ProxyBody>, StreamSlot),
+}
+
+/// A connection just opened: an HTTP/1.1 one is the opener's, an HTTP/2 one is shared.
+enum Fresh {
+    Http1(http1::SendRequest<ProxyBody>),
+    Http2(Shared),
+}
+
+impl Fresh {
+    fn checkout(self) -> Checkout {
+        match self {
+            Fresh::Http1(sender) => Checkout::Http1(sender),
+            Fresh::Http2(shared) => {
+                let (sender, slot) = shared.take();
+                Checkout::Http2(sender, slot)
+            }
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -101,7 +120,7 @@ impl Pool {
         Arc::new(Pool {
             connector,
             idle: Mutex::new(VecDeque::new()),
-            http2: Mutex::new(None),
+            http2: H2Connections::default(),
             opening: Mutex::new(None),
             chose_http1: AtomicBool::new(false),
             epoch: AtomicU32::new(0),
@@ -157,14 +176,18 @@ impl Pool {
                     .await
                     .map_err(Returned::from)?;
                 // After `101 Switching Protocols` the connection belongs to the upgrade.
-                let lease = (resp.status() != StatusCode::SWITCHING_PROTOCOLS)
-                    .then(|| Lease::new(sender, self.clone()));
-                Ok(resp.map(|body| ProxyBody::Region(RegionBody::new(body, lease))))
+                let hold = if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    Hold::Nothing
+                } else {
+                    Hold::Connection(Lease::new(sender, self.clone()))
+                };
+                Ok(resp.map(|body| ProxyBody::Region(RegionBody::new(body, hold))))
             }
-            Checkout::Http2(mut sender) => {
+            Checkout::Http2(mut sender, slot) => {
                 let req = self.absolute_form(*req);
                 let resp = sender.try_send_request(req).await.map_err(Returned::from)?;
-                Ok(resp.map(|body| ProxyBody::Region(RegionBody::new(body, None))))
+                let hold = Hold::Stream { _slot: slot };
+                Ok(resp.map(|body| ProxyBody::Region(RegionBody::new(body, hold))))
             }
         }
     }
@@ -188,10 +211,9 @@ impl Pool {
 
     fn checkout(&self) -> Option<Checkout> {
         if self.connector.may_use_http2()
-            && let Some(shared) = lock(&self.http2).as_ref()
-            && shared.is_ready()
+            && let Some((sender, slot)) = self.http2.checkout()
         {
-            return Some(Checkout::Http2(shared.clone()));
+            return Some(Checkout::Http2(sender, slot));
         }
         let mut idle = lock(&self.idle);
         while let Some(conn) = idle.pop_back() {
@@ -231,11 +253,11 @@ impl Pool {
             .get_or_init(|| async move {
                 let result = self.open_by(deadline).await;
                 let opened = match &result {
-                    Ok(Checkout::Http2(sender)) => Opened::Http2(sender.clone()),
-                    Ok(Checkout::Http1(_)) => Opened::Http1,
+                    Ok(Fresh::Http2(shared)) => Opened::Http2(shared.clone()),
+                    Ok(Fresh::Http1(_)) => Opened::Http1,
                     Err(e) => Opened::Failed(e.kind(), e.to_string()),
                 };
-                *own_slot = Some(result);
+                *own_slot = Some(result.map(Fresh::checkout));
                 opened
             })
             .await;
@@ -243,28 +265,32 @@ impl Pool {
             return result;
         }
         match opened {
-            Opened::Http2(sender) => Ok(Checkout::Http2(sender.clone())),
+            Opened::Http2(shared) => {
+                let (sender, slot) = shared.take();
+                Ok(Checkout::Http2(sender, slot))
+            }
             Opened::Http1 => self.open().await,
             Opened::Failed(kind, why) => Err(io::Error::new(*kind, why.clone())),
         }
     }
 
     async fn open(self: &Arc<Self>) -> io::Result<Checkout> {
-        self.open_by(Instant::now() + self.connector.connect_timeout())
-            .await
+        let fresh = self
+            .open_by(Instant::now() + self.connector.connect_timeout())
+            .await?;
+        Ok(fresh.checkout())
     }
 
-    async fn open_by(self: &Arc<Self>, deadline: Instant) -> io::Result<Checkout> {
+    async fn open_by(self: &Arc<Self>, deadline: Instant) -> io::Result<Fresh> {
         self.start_reaper();
         Ok(match self.connector.connect(deadline).await? {
             Connected::Http1(sender) => {
                 self.chose_http1.store(true, Ordering::Relaxed);
-                Checkout::Http1(sender)
+                Fresh::Http1(sender)
             }
             Connected::Http2(sender) => {
                 self.chose_http1.store(false, Ordering::Relaxed);
-                *lock(&self.http2) = Some(sender.clone());
-                Checkout::Http2(sender)
+                Fresh::Http2(self.http2.add(sender))
             }
         })
     }
@@ -296,8 +322,10 @@ impl Pool {
         });
     }
 
-    /// Advances the epoch and closes connections idle since two epochs ago or earlier.
+    /// Advances the epoch and closes connections idle since two epochs ago or earlier, and
+    /// HTTP/2 connections beyond the first that carry nothing.
     fn reap(&self) {
+        self.http2.reap();
         let now = self.epoch.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
         let mut idle = lock(&self.idle);
         // Oldest first: stop at the first connection young enough to keep.

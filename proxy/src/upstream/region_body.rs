@@ -1,6 +1,7 @@
 //! A region's response body, and the HTTP/1.1 connection it holds until it has been read to
 //! the end: then the connection goes back to the pool (a body dropped early takes its
-//! connection with it). Each wait for the next piece is bounded (`body::stall`).
+//! connection with it). Over HTTP/2 it holds its stream's place on the shared connection.
+//! Each wait for the next piece is bounded (`body::stall`).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 
+use super::h2_conns::StreamSlot;
 use super::pool::Pool;
 use crate::body::stall::StallWatch;
 use crate::body::{BodyError, ProxyBody};
@@ -44,10 +46,20 @@ impl Lease {
     }
 }
 
+/// What a response body holds of its connection until it ends.
+pub(super) enum Hold {
+    /// Nothing: the connection went to an upgrade.
+    Nothing,
+    /// The whole HTTP/1.1 connection, back to the pool when the body was read to its end.
+    Connection(Lease),
+    /// One stream of a shared HTTP/2 connection, given back when dropped.
+    Stream { _slot: StreamSlot },
+}
+
 /// A region's response body; returns its connection to the pool when read to the end.
 pub struct RegionBody {
     body: Incoming,
-    lease: Option<Lease>,
+    hold: Hold,
     done: bool,
     /// Bounds each wait for the region's next piece (see `body::stall`); off until the
     /// request path attaches a report, and after it fired.
@@ -55,10 +67,10 @@ pub struct RegionBody {
 }
 
 impl RegionBody {
-    pub(super) fn new(body: Incoming, lease: Option<Lease>) -> Self {
+    pub(super) fn new(body: Incoming, hold: Hold) -> Self {
         RegionBody {
             body,
-            lease,
+            hold,
             done: false,
             stall: StallWatch::default(),
         }
@@ -72,7 +84,7 @@ impl RegionBody {
 impl std::fmt::Debug for RegionBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RegionBody")
-            .field("pooled", &self.lease.is_some())
+            .field("pooled", &matches!(self.hold, Hold::Connection(_)))
             .finish()
     }
 }
@@ -81,7 +93,9 @@ impl Drop for RegionBody {
     fn drop(&mut self) {
         let complete = self.done || self.body.is_end_stream();
         self.stall.finished(complete);
-        if complete && let Some(lease) = self.lease.take() {
+        if complete
+            && let Hold::Connection(lease) = std::mem::replace(&mut self.hold, Hold::Nothing)
+        {
             lease.release();
         }
     }

@@ -145,6 +145,9 @@ async fn connection(stream: TcpStream, ctx: Arc<ConnCtx>, tls: Option<TlsAccepto
     }
 }
 
+/// `SETTINGS_MAX_CONCURRENT_STREAMS` of the fake region's HTTP/2 connections.
+pub const H2_MAX_STREAMS: u32 = 100;
+
 /// Serves HTTP/1.1 or HTTP/2 (sniffed from the preface) on one connection.
 async fn drive<I>(io: I, ctx: Arc<ConnCtx>)
 where
@@ -152,7 +155,10 @@ where
 {
     // No header-read timer: idle keep-alive connections stay open until the test kills them,
     // so a proxy's pooled connection only breaks when a test means it to.
-    let builder = auto::Builder::new(GenExecutor(ctx.generation.clone()));
+    let mut builder = auto::Builder::new(GenExecutor(ctx.generation.clone()));
+    // As HAProxy and Apache allow (nginx 128, Go 250): a proxy must not hold more streams
+    // than this open on one connection.
+    builder.http2().max_concurrent_streams(H2_MAX_STREAMS);
     let svc_ctx = ctx.clone();
     let service = service_fn(move |req| handler::handle(req, svc_ctx.clone()));
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
