@@ -237,9 +237,11 @@ fn respond(
             };
 
         let fwd = Forwarding {
-            original_host: host
-                .clone()
-                .or_else(|| parts.uri.authority().and_then(|a| a.as_str().parse().ok())),
+            // The target's authority, when it has one (h2's `:authority`, an absolute-form
+            // target), is the host meant: RFC 9112 section 3.2.2 has it override `Host`.
+            original_host: (parts.uri.authority())
+                .and_then(|a| a.as_str().parse().ok())
+                .or_else(|| host.clone()),
             client: conn.forwarded_for,
             proto: if conn.tls { "https" } else { "http" },
             upgrade: client_upgrade.is_some(),

@@ -490,6 +490,17 @@ async fn malformed_and_hostile_requests_get_clean_errors_and_never_reach_elsewhe
     assert_eq!(seen.path, "/steal");
     assert_eq!(seen.header("host"), Some(west.authority().as_str()));
     assert_eq!(seen.header("x-forwarded-host"), Some("evil.example:1234"));
+    // The target's authority overrides Host (RFC 9112 section 3.2.2).
+    let overridden = raw_http(
+        addr,
+        b"GET http://meant.example:8080/abs HTTP/1.1\r\nHost: other.example\r\n\r\n",
+    )
+    .await
+    .expect("raw");
+    assert!(overridden.starts_with("HTTP/1.1 200"), "{overridden}");
+    let seen = west.last_request().expect("request");
+    assert_eq!(seen.path, "/abs");
+    assert_eq!(seen.header("x-forwarded-host"), Some("meant.example:8080"));
 
     // CONNECT asks for a tunnel to wherever the client names: refused, never forwarded.
     let connect = raw_http(
