@@ -929,3 +929,38 @@ async fn more_streams_than_an_h2_region_allows_per_connection_open_another_conne
         .expect("status");
     assert_eq!(state.as_deref(), Some("healthy"), "{}", proxy.logs());
 }
+
+/// A response head of 40 KB from an h2 region (large cookies, a long CSP) passes, as a
+/// request head that size does: h2's default limit of 16 KiB made it a reset, three
+/// attempts and a failure of the region (round 9).
+#[tokio::test]
+async fn a_large_response_head_from_an_h2_region_passes() {
+    let pki = TestPki::new();
+    let big = "c".repeat(40_000);
+    let region = FakeRegion::new("secure")
+        .tls(&pki)
+        .header("x-large", &big)
+        .start()
+        .await;
+    let (admin, port) = (free_port(), free_port());
+    let dir = ProxyProcess::new_dir().expect("dir");
+    pki.copy_to(dir.path()).expect("copy PEM files");
+    let proxy = ProxyProcess::builder(&tls_config(
+        admin,
+        port,
+        &region.url(),
+        r#"{ ca_file = "ca.pem" }"#,
+    ))
+    .dir(dir)
+    .start()
+    .await
+    .expect("proxy starts");
+    let resp = http1_client()
+        .get(&format!("http://127.0.0.1:{port}/"))
+        .await
+        .expect("GET");
+    assert_eq!(resp.status.as_u16(), 200, "{}", proxy.logs());
+    assert_eq!(resp.header("x-fake-version"), Some("HTTP/2.0"));
+    assert_eq!(resp.header("x-large"), Some(big.as_str()));
+    assert_eq!(resp.header("x-switchyard-attempts"), Some("1"));
+}

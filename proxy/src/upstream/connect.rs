@@ -67,6 +67,10 @@ const H2_CONNECTION_WINDOW: u32 = 32 * 1024 * 1024;
 /// clients cancelling downloads at once reached it within 1,200 cancels (round 9). The
 /// region is the operator's own, so that limit is lifted here.
 const H2_REMEMBERED_RESETS: usize = 1024;
+/// Largest response head an h2 region may send (HPACK-decoded), as the listener takes from
+/// clients: h2's default of 16 KiB turned a region's large `Set-Cookie` or CSP headers into
+/// a reset, a retry and a failure of the region (round 9).
+const H2_MAX_HEADER_LIST: u32 = 64 * 1024;
 
 impl Connector {
     /// Reads the region's TLS files; runs at load time, never per request.
@@ -200,6 +204,7 @@ where
         .initial_stream_window_size(H2_STREAM_WINDOW)
         .initial_connection_window_size(H2_CONNECTION_WINDOW)
         .max_concurrent_reset_streams(H2_REMEMBERED_RESETS)
+        .max_header_list_size(H2_MAX_HEADER_LIST)
         .max_local_error_reset_streams(None)
         .handshake(TokioIo::new(io))
         .await
