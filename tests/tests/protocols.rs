@@ -964,3 +964,29 @@ async fn a_large_response_head_from_an_h2_region_passes() {
     assert_eq!(resp.header("x-large"), Some(big.as_str()));
     assert_eq!(resp.header("x-switchyard-attempts"), Some("1"));
 }
+
+/// A region that answers `101 Switching Protocols` to a request that asked for no upgrade
+/// has nothing the client could go on with: 502, not a 101 and a closed connection.
+#[tokio::test]
+async fn a_101_to_a_request_without_upgrade_is_a_502() {
+    let raw = switchyard_tests::RawRegion::start(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: foo\r\nConnection: upgrade\r\n\r\n",
+    )
+    .await
+    .expect("raw region starts");
+    let config = TestConfig::with_urls(&[("westus", raw.url())])
+        .service("[services.health]\ninterval = \"30s\"\n");
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
+    let resp = http1_client()
+        .get_with(&config.url("/"), &[("connection", "upgrade")])
+        .await
+        .expect("GET");
+    assert_eq!(resp.status.as_u16(), 502, "{}", proxy.logs());
+    assert_eq!(
+        resp.header("x-switchyard-error"),
+        Some("unexpected-switching-protocols")
+    );
+    assert_eq!(resp.header("x-switchyard-degraded"), Some("1"));
+}

@@ -39,9 +39,17 @@ pub(super) fn answered(
     let name = &svc.config.regions[region].name;
     let success = !resp.status().is_server_error();
     let watched = if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client) = client_upgrade {
-            upgrade::splice(client, &mut resp, name);
-        }
+        // A switch to another protocol the client never asked for: nothing can carry it on.
+        let Some(client) = client_upgrade else {
+            svc.metrics.attempt(region, Some(FailureKind::Reset));
+            svc.health.report_failure(region);
+            return degraded::error_response(
+                StatusCode::BAD_GATEWAY,
+                "unexpected-switching-protocols",
+                attempts,
+            );
+        };
+        upgrade::splice(client, &mut resp, name);
         false
     } else {
         headers::clean_region_response(resp.status(), resp.headers_mut());
