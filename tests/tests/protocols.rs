@@ -879,7 +879,9 @@ async fn a_client_that_waits_for_the_answer_mid_body_gets_it() {
 /// HAProxy and Apache; nginx 128, Go 250). Long-lived streams beyond that on one shared
 /// connection made every later request and health probe wait until it timed out, and a
 /// healthy region was failed over (round 9); the sidecar now opens another connection
-/// instead. 120 downloads of 1.5 s at once all start at once, each in one attempt.
+/// instead. 250 downloads of 1 s to a cold region all start at once, each in one attempt:
+/// requests that wait for a connection being opened take no more of it than it has room for
+/// (round 10: a burst joining one opening put 150 streams on it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_streams_than_an_h2_region_allows_per_connection_open_another_connection() {
     let pki = TestPki::new();
@@ -897,7 +899,7 @@ async fn more_streams_than_an_h2_region_allows_per_connection_open_another_conne
         .await
         .expect("proxy starts");
     let url = format!("http://127.0.0.1:{port}/drip/3/500");
-    let downloads: Vec<_> = (0..120)
+    let downloads: Vec<_> = (0..250)
         .map(|_| {
             let url = url.clone();
             tokio::spawn(async move {

@@ -42,10 +42,14 @@ impl Drop for StreamSlot {
 }
 
 impl Shared {
-    /// The connection for one more stream.
-    pub fn take(&self) -> (http2::SendRequest<ProxyBody>, StreamSlot) {
-        self.streams.fetch_add(1, Ordering::Relaxed);
-        (self.sender.clone(), StreamSlot(self.streams.clone()))
+    /// The connection for one more stream, if it has room.
+    pub fn try_take(&self) -> Option<(http2::SendRequest<ProxyBody>, StreamSlot)> {
+        self.streams
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                (n < MAX_STREAMS_PER_CONNECTION).then_some(n + 1)
+            })
+            .ok()?;
+        Some((self.sender.clone(), StreamSlot(self.streams.clone())))
     }
 }
 
@@ -60,11 +64,8 @@ impl H2Connections {
         conns.retain(|c| !c.sender.is_closed());
         conns
             .iter()
-            .find(|c| {
-                c.sender.is_ready()
-                    && c.streams.load(Ordering::Relaxed) < MAX_STREAMS_PER_CONNECTION
-            })
-            .map(Shared::take)
+            .filter(|c| c.sender.is_ready())
+            .find_map(Shared::try_take)
     }
 
     /// Adds a connection just opened.

@@ -100,13 +100,14 @@ enum Fresh {
 }
 
 impl Fresh {
-    fn checkout(self) -> Checkout {
+    /// The opener's use of it (a fresh HTTP/2 connection always has room for the opener).
+    fn checkout(self) -> io::Result<Checkout> {
         match self {
-            Fresh::Http1(sender) => Checkout::Http1(sender),
-            Fresh::Http2(shared) => {
-                let (sender, slot) = shared.take();
-                Checkout::Http2(sender, slot)
-            }
+            Fresh::Http1(sender) => Ok(Checkout::Http1(sender)),
+            Fresh::Http2(shared) => shared
+                .try_take()
+                .map(|(sender, slot)| Checkout::Http2(sender, slot))
+                .ok_or_else(|| io::Error::other("a new HTTP/2 connection was full at once")),
         }
     }
 }
@@ -226,51 +227,66 @@ impl Pool {
     }
 
     /// A connection for a request that found none ready: its own, or a share of one being
-    /// opened for a region that may speak HTTP/2 (see the module documentation).
+    /// opened for a region that may speak HTTP/2 (see the module documentation). A request
+    /// that finds the connection it waited for already full (a burst larger than one
+    /// connection's streams) joins or starts the next opening, within its own connect
+    /// deadline.
     async fn open_or_join(self: &Arc<Self>) -> io::Result<Checkout> {
         if !self.connector.may_use_http2() || self.chose_http1.load(Ordering::Relaxed) {
             return self.open().await;
         }
-        let opening = {
-            let mut slot = lock(&self.opening);
-            match slot.as_ref() {
-                Some(opening) if !opening.opened.initialized() => opening.clone(),
-                _ => slot
-                    .insert(Arc::new(Opening {
-                        deadline: Instant::now() + self.connector.connect_timeout(),
-                        opened: OnceCell::new(),
-                    }))
-                    .clone(),
+        let until = Instant::now() + self.connector.connect_timeout();
+        loop {
+            let opening = {
+                let mut slot = lock(&self.opening);
+                match slot.as_ref() {
+                    Some(opening) if !opening.opened.initialized() => opening.clone(),
+                    _ => slot
+                        .insert(Arc::new(Opening {
+                            deadline: until,
+                            opened: OnceCell::new(),
+                        }))
+                        .clone(),
+                }
+            };
+            // Filled only in the request whose future runs the opening (if it is dropped
+            // halfway, a waiting one takes over, with its own).
+            let mut own = None;
+            let own_slot = &mut own;
+            let deadline = opening.deadline;
+            let opened = opening
+                .opened
+                .get_or_init(|| async move {
+                    let result = self.open_by(deadline).await;
+                    let opened = match &result {
+                        Ok(Fresh::Http2(shared)) => Opened::Http2(shared.clone()),
+                        Ok(Fresh::Http1(_)) => Opened::Http1,
+                        Err(e) => Opened::Failed(e.kind(), e.to_string()),
+                    };
+                    *own_slot = Some(result.and_then(Fresh::checkout));
+                    opened
+                })
+                .await;
+            if let Some(result) = own {
+                return result;
             }
-        };
-        // Filled only in the request whose future runs the opening (if it is dropped halfway,
-        // a waiting one takes over, with its own).
-        let mut own = None;
-        let own_slot = &mut own;
-        let deadline = opening.deadline;
-        let opened = opening
-            .opened
-            .get_or_init(|| async move {
-                let result = self.open_by(deadline).await;
-                let opened = match &result {
-                    Ok(Fresh::Http2(shared)) => Opened::Http2(shared.clone()),
-                    Ok(Fresh::Http1(_)) => Opened::Http1,
-                    Err(e) => Opened::Failed(e.kind(), e.to_string()),
-                };
-                *own_slot = Some(result.map(Fresh::checkout));
-                opened
-            })
-            .await;
-        if let Some(result) = own {
-            return result;
-        }
-        match opened {
-            Opened::Http2(shared) => {
-                let (sender, slot) = shared.take();
-                Ok(Checkout::Http2(sender, slot))
+            match opened {
+                Opened::Http2(shared) => {
+                    if let Some((sender, slot)) =
+                        shared.try_take().or_else(|| self.http2.checkout())
+                    {
+                        return Ok(Checkout::Http2(sender, slot));
+                    }
+                    if Instant::now() >= until {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "every HTTP/2 connection to the region was full",
+                        ));
+                    }
+                }
+                Opened::Http1 => return self.open().await,
+                Opened::Failed(kind, why) => return Err(io::Error::new(*kind, why.clone())),
             }
-            Opened::Http1 => self.open().await,
-            Opened::Failed(kind, why) => Err(io::Error::new(*kind, why.clone())),
         }
     }
 
@@ -278,7 +294,7 @@ impl Pool {
         let fresh = self
             .open_by(Instant::now() + self.connector.connect_timeout())
             .await?;
-        Ok(fresh.checkout())
+        fresh.checkout()
     }
 
     async fn open_by(self: &Arc<Self>, deadline: Instant) -> io::Result<Fresh> {
@@ -325,6 +341,13 @@ impl Pool {
     /// Advances the epoch and closes connections idle since two epochs ago or earlier, and
     /// HTTP/2 connections beyond the first that carry nothing.
     fn reap(&self) {
+        // An opening that has its outcome keeps a handle on its connection: let it go, so a
+        // connection the next line closes is not kept open by it.
+        let mut opening = lock(&self.opening);
+        if opening.as_ref().is_some_and(|o| o.opened.initialized()) {
+            *opening = None;
+        }
+        drop(opening);
         self.http2.reap();
         let now = self.epoch.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
         let mut idle = lock(&self.idle);
