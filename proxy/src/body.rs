@@ -84,10 +84,16 @@ impl ProxyBody {
     /// Bounds each wait for a region's body, and for a `success` clears the region's failure
     /// streak once the body is complete (see `stall`). False for any other body, which is left
     /// as it is.
-    pub fn watch_stalls(&mut self, report: &std::sync::Arc<StallReport>, success: bool) -> bool {
+    /// While the client still streams `upload`, the region may wait for it.
+    pub fn watch_stalls(
+        &mut self,
+        report: &std::sync::Arc<StallReport>,
+        success: bool,
+        upload: Option<std::sync::Arc<UploadProgress>>,
+    ) -> bool {
         match self {
             ProxyBody::Region(body) => {
-                body.watch_stalls(StallWatch::new(report.clone(), success));
+                body.watch_stalls(StallWatch::new(report.clone(), success, upload));
                 true
             }
             _ => false,

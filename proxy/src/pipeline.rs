@@ -254,7 +254,7 @@ fn respond(
 
         let own_answer = match outcome {
             Outcome::Answered { region, resp } => {
-                return answered(&svc, &head, region, resp, attempts, client_upgrade);
+                return answered(&svc, &head, region, resp, attempts, client_upgrade, upload);
             }
             Outcome::Failed { last } => unavailable(&svc, &head, last, attempts),
             Outcome::ClientTooSlow => degraded::error_response(

@@ -831,12 +831,16 @@ async fn a_region_content_length_that_does_not_describe_the_body_is_dropped() {
 /// (gRPC bidirectional streaming, a chat over one request) gets the answer: the sidecar
 /// forwards what came once the client pauses, instead of waiting for the end of a body that
 /// will not end until the answer comes (round 9: the request never left, 408 after
-/// `request_timeout`). Both ways the messages flow as they are sent.
+/// `request_timeout`). Both ways the messages flow as they are sent, and a client that
+/// thinks longer than `per_try_timeout` between messages is not the region stalling (round
+/// 10: the response was cut and the region blamed).
 #[tokio::test]
 async fn a_client_that_waits_for_the_answer_mid_body_gets_it() {
     use http_body_util::BodyExt;
     let west = FakeRegion::new("westus").start().await;
-    let config = TestConfig::new(&[&west]);
+    let config = TestConfig::new(&[&west]).service(
+        "[services.retry]\nper_try_timeout = \"400ms\"\n[services.outlier]\nconsecutive_failures = 1\n",
+    );
     let proxy = ProxyProcess::start(&config.render())
         .await
         .expect("proxy starts");
@@ -860,6 +864,7 @@ async fn a_client_that_waits_for_the_answer_mid_body_gets_it() {
                 }
                 assert_eq!(got, format!("ping {n}\n").as_bytes(), "{name}");
                 if n < 3 {
+                    tokio::time::sleep(Duration::from_millis(700)).await;
                     let next = format!("ping {}\n", n + 1);
                     tx.send(bytes::Bytes::from(next)).await.expect("send");
                 }
@@ -873,6 +878,11 @@ async fn a_client_that_waits_for_the_answer_mid_body_gets_it() {
             .await
             .unwrap_or_else(|_| panic!("{name}: no answer mid-body\n{}", proxy.logs()));
     }
+    let state = proxy
+        .region_state("orders", "westus")
+        .await
+        .expect("status");
+    assert_eq!(state.as_deref(), Some("healthy"), "{}", proxy.logs());
 }
 
 /// An HTTP/2 region lets a connection carry only so many streams at once (100 here, as

@@ -6,6 +6,10 @@
 //! may take as long as it needs; time spent waiting for a slow client is not counted, since
 //! the body is not polled then.
 //!
+//! While the client is still streaming its request body and the region waits for its next
+//! bytes (a bidirectional stream: the region answers each message the client sends), a quiet
+//! response body is the client's doing, not the region's: the wait goes on.
+//!
 //! The timer is armed only when the region's body is not ready: a small response that comes
 //! with its head never touches it, and a long one reuses one timer for all its waits.
 
@@ -20,6 +24,7 @@ use tokio::time::{Instant, Sleep};
 
 use prometheus_client::metrics::counter::Counter;
 
+use crate::body::upload::UploadProgress;
 use crate::error::FailureKind;
 use crate::health::HealthHandle;
 use crate::telemetry::ServiceMetrics;
@@ -139,15 +144,22 @@ pub struct StallWatch {
     /// Whether the response was a success: its attempt is counted at the end and a complete
     /// body clears the streak (a 5xx was counted, as a failure, at its head).
     success: bool,
+    /// The request body, while the client streams it.
+    upload: Option<Arc<UploadProgress>>,
 }
 
 impl StallWatch {
-    pub fn new(report: Arc<StallReport>, success: bool) -> Self {
+    pub fn new(
+        report: Arc<StallReport>,
+        success: bool,
+        upload: Option<Arc<UploadProgress>>,
+    ) -> Self {
         StallWatch {
             report: Some(report),
             timer: None,
             waiting: false,
             success,
+            upload,
         }
     }
 
@@ -194,6 +206,12 @@ impl StallWatch {
         }
         let timer = self.timer.as_mut()?;
         if timer.as_mut().poll(cx).is_pending() {
+            return None;
+        }
+        if self.upload.as_ref().is_some_and(|u| u.waiting_on_client()) {
+            // Re-armed, and polled so the task is woken at the new deadline.
+            timer.as_mut().reset(Instant::now() + report.limit);
+            let _ = timer.as_mut().poll(cx);
             return None;
         }
         let stalled = report.stalled();

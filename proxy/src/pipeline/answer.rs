@@ -11,6 +11,7 @@ use hyper::body::Incoming;
 use tokio::time::Instant;
 
 use crate::body::ProxyBody;
+use crate::body::upload::UploadProgress;
 use crate::degraded;
 use crate::error::FailureKind;
 use crate::headers::{self, IDEMPOTENCY_KEY};
@@ -29,6 +30,7 @@ pub(super) fn answered(
     mut resp: Response<ProxyBody>,
     attempts: u32,
     client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    upload: Option<Arc<UploadProgress>>,
 ) -> Response<ProxyBody> {
     // RFC 5861's errors: a stored copy beats the last region's 500, 502, 503 or 504.
     if is_stale_worthy_error(resp.status())
@@ -63,7 +65,8 @@ pub(super) fn answered(
         {
             *resp.body_mut() = ProxyBody::Empty;
         }
-        resp.body_mut().watch_stalls(&svc.stalls[region], success)
+        resp.body_mut()
+            .watch_stalls(&svc.stalls[region], success, upload)
     };
     // A watched body counts its attempt and clears the region's failure streak when it ends.
     if success && !watched {
