@@ -1002,3 +1002,35 @@ async fn a_101_to_a_request_without_upgrade_is_a_502() {
     );
     assert_eq!(resp.header("x-switchyard-degraded"), Some("1"));
 }
+
+/// An h2 region that ends a stream in a frame of its own after the last data (many servers
+/// do) still delivers a complete response to an HTTP/1.1 client: complete enough to be kept
+/// as a stale copy (round 10: hyper's HTTP/1.1 server stopped at the last byte, the end was
+/// never seen, and the copy was never kept).
+#[tokio::test]
+async fn a_response_whose_end_comes_in_a_frame_of_its_own_is_complete() {
+    let pki = TestPki::new();
+    let region = FakeRegion::new("secure").tls(&pki).start().await;
+    let (admin, port) = (free_port(), free_port());
+    let dir = ProxyProcess::new_dir().expect("dir");
+    pki.copy_to(dir.path()).expect("copy PEM files");
+    let config = format!(
+        "{}[services.degraded]\nstale_if_error = \"60s\"\n",
+        tls_config(admin, port, &region.url(), r#"{ ca_file = "ca.pem" }"#)
+    );
+    let proxy = ProxyProcess::builder(&config)
+        .dir(dir)
+        .start()
+        .await
+        .expect("proxy starts");
+    let url = format!("http://127.0.0.1:{port}/late-end");
+    let fresh = http1_client().get(&url).await.expect("GET");
+    assert_eq!(fresh.status.as_u16(), 200, "{}", proxy.logs());
+    assert_eq!(fresh.header("x-fake-version"), Some("HTTP/2.0"));
+    assert_eq!(fresh.body.as_ref(), switchyard_tests::DRIP_LINE);
+    region.set_mode(switchyard_tests::Mode::Status(503)).await;
+    let stale = http1_client().get(&url).await.expect("GET");
+    assert_eq!(stale.status.as_u16(), 200, "{}", proxy.logs());
+    assert_eq!(stale.header("x-switchyard-error"), Some("stale"));
+    assert_eq!(stale.body.as_ref(), switchyard_tests::DRIP_LINE);
+}

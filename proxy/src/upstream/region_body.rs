@@ -91,7 +91,7 @@ impl std::fmt::Debug for RegionBody {
 
 impl Drop for RegionBody {
     fn drop(&mut self) {
-        let complete = self.done || self.body.is_end_stream();
+        let complete = self.is_end_stream();
         self.stall.finished(complete);
         if complete
             && let Hold::Connection(lease) = std::mem::replace(&mut self.hold, Hold::Nothing)
@@ -124,8 +124,13 @@ impl Body for RegionBody {
         polled.map_err(Into::into)
     }
 
+    /// Also true once every byte of a declared length has come: an h2 region may send the
+    /// stream's end in a frame of its own after the last data, and hyper's HTTP/1.1 server
+    /// stops polling a body of known length at its last byte. Without this, such a response
+    /// to an HTTP/1.1 client never counted as complete: it cleared no failure streak, and the
+    /// stale cache never kept it (round 10).
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.done || self.body.is_end_stream() || self.body.size_hint().exact() == Some(0)
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -264,3 +264,31 @@ impl Body for CutBody {
         Poll::Ready(Some(Err("the fake region breaks this body off".into())))
     }
 }
+
+/// A `/late-end` body: one [`DRIP_LINE`] of declared length that never says it has ended, so
+/// an HTTP/2 server sends the stream's end in a frame of its own after the data (as many
+/// servers do).
+#[derive(Default)]
+pub struct LateEndBody {
+    sent: bool,
+}
+
+impl Body for LateEndBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if self.sent {
+            return Poll::Ready(None);
+        }
+        self.sent = true;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(DRIP_LINE)))))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(if self.sent { 0 } else { DRIP_LINE.len() as u64 })
+    }
+}

@@ -12,7 +12,9 @@ use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
 
-use super::body::{BoxError, CutBody, DripBody, HashingBody, PatternBody, TrailersBody};
+use super::body::{
+    BoxError, CutBody, DripBody, HashingBody, LateEndBody, PatternBody, TrailersBody,
+};
 use super::conn::ConnCtx;
 use super::state::Mode;
 use super::websocket;
@@ -104,8 +106,8 @@ pub(crate) async fn handle(
     Ok(resp)
 }
 
-/// `Ok` mode: health path, WebSocket, `/echo`, `/drip/N/MS`, `/trailers`, `/cut`, `/bytes/N`,
-/// or the configured body.
+/// `Ok` mode: health path, WebSocket, `/echo`, `/drip/N/MS`, `/trailers`, `/cut`, `/late-end`,
+/// `/bytes/N`, or the configured body.
 async fn serve_ok(
     req: Request<Incoming>,
     ctx: &Arc<ConnCtx>,
@@ -140,6 +142,10 @@ async fn serve_ok(
         let digest = drain(req, ctx, seq).await.unwrap_or(None);
         let body = DripBody::new(count, Duration::from_millis(every));
         return (Response::new(body.boxed()), digest);
+    }
+    if path == "/late-end" {
+        let digest = drain(req, ctx, seq).await.unwrap_or(None);
+        return (Response::new(LateEndBody::default().boxed()), digest);
     }
     if path == "/cut" {
         let digest = drain(req, ctx, seq).await.unwrap_or(None);

@@ -15,7 +15,8 @@ pub enum Mode {
     /// 200, body = configured body or the region name. `/echo` streams the request body
     /// back (its digest goes to the log, not the headers), `/bytes/N` streams N
     /// [`crate::pattern_bytes`], `/drip/N/MS` streams N lines `MS` ms apart (see
-    /// [`crate::DRIP_LINE`]), `/cut` sends one such line and breaks the body off,
+    /// [`crate::DRIP_LINE`]), `/cut` sends one such line and breaks the body off, `/late-end`
+    /// sends one with its end in a frame of its own (over h2),
     /// `/trailers` ends its body with gRPC-style trailers, and `Upgrade: websocket` gets a
     /// WebSocket echo.
     Ok,
