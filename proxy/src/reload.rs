@@ -28,20 +28,22 @@ pub enum ReloadError {
     Listeners(String),
 }
 
-/// Serializes reloads, and the admin changes a reload carries over: two reloads at once
-/// would race on the slots, and a drain, fault or write failover that lands while a reload
-/// builds the next service changes the one being replaced and is lost.
-static RELOAD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Serializes reloads with each other and with the admin changes a reload carries over: two
+/// reloads at once would race on the slots, and a drain, fault or write failover that lands
+/// while a reload builds the next service changes the one being replaced and is lost. Admin
+/// changes share it among themselves: one service's write failover, waiting up to
+/// `request_timeout` for its writes in flight, does not hold up another service's drain.
+static RELOAD: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
 /// Held by an admin change of what a reload carries over (region drains and faults, the
 /// write region) while it is made: a reload waits for it, and it waits for a reload. A write
 /// failover made during a reload was acknowledged and then undone by it (round 9b).
-pub async fn hold_off() -> tokio::sync::MutexGuard<'static, ()> {
-    RELOAD.lock().await
+pub async fn hold_off() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    RELOAD.read().await
 }
 
 pub async fn reload(state: &AppState) -> Result<(), ReloadError> {
-    let _one_at_a_time = RELOAD.lock().await;
+    let _one_at_a_time = RELOAD.write().await;
     let current = state.config.load_full();
     let next = config::load(&current.source).map_err(ReloadError::Config)?;
     same_listeners(&current, &next).map_err(ReloadError::Listeners)?;

@@ -694,6 +694,18 @@ async fn a_reload_during_a_write_failover_keeps_the_failover() {
         })
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
+    // Other admin changes do not wait for the failover: they share the turn reloads take.
+    for action in ["drain", "undrain"] {
+        let resp = proxy
+            .admin_post(&format!("/services/orders/regions/westus/{action}"), "")
+            .await
+            .expect("admin");
+        assert_eq!(resp.status.as_u16(), 200, "{}", resp.text());
+    }
+    assert!(
+        !failing_over.is_finished(),
+        "the drain waited for the failover"
+    );
     let reloaded = proxy.admin_post("/reload", "").await.expect("reload");
     assert_eq!(reloaded.status.as_u16(), 200, "{}", reloaded.text());
     let failed_over = failing_over.await.expect("task").expect("failover");
