@@ -163,7 +163,7 @@ impl Body for ProxyBody {
                         }
                         // hyper stops polling a body of known length once it has all of it,
                         // so the last frame, not the end of the stream, delivers the copy.
-                        if c.inner.is_end_stream()
+                        if c.inner.has_all()
                             && let Some(sink) = c.sink.take()
                         {
                             sink(std::mem::take(&mut c.copy).into_bytes());

@@ -685,9 +685,19 @@ async fn response_trailers_reach_http1_and_h2_clients_from_http1_and_h2_regions(
             format!("http://127.0.0.1:{port}/trailers"),
             &secure_proxy,
         ),
+        // With a `content-length` too: the body must not be taken as ended at its last byte,
+        // before the trailers (round 11). Only to h2 clients: HTTP/1.1 carries trailers only
+        // in a chunked body, and the length then frames it.
+        (
+            "h2 region, declared length",
+            format!("http://127.0.0.1:{port}/trailers-cl"),
+            &secure_proxy,
+        ),
     ];
     for (region, url, proxy) in urls {
-        for (client_name, client) in [("h1 client", http1_client()), ("h2 client", h2c_client())] {
+        let declared = url.ends_with("-cl");
+        let clients = [("h1 client", http1_client()), ("h2 client", h2c_client())];
+        for (client_name, client) in clients.into_iter().skip(usize::from(declared)) {
             let resp = client
                 .get_with(&url, &[("te", "trailers")])
                 .await
@@ -1033,4 +1043,58 @@ async fn a_response_whose_end_comes_in_a_frame_of_its_own_is_complete() {
     assert_eq!(stale.status.as_u16(), 200, "{}", proxy.logs());
     assert_eq!(stale.header("x-switchyard-error"), Some("stale"));
     assert_eq!(stale.body.as_ref(), switchyard_tests::DRIP_LINE);
+}
+
+/// A region that sends its head at once and answers a streamed request once it has all of
+/// it gets a whole `per_try_timeout` after the client's last byte, as before the head: the
+/// body ended in the middle of a wait for the region, which had only the rest of it and was
+/// cut and blamed (round 11).
+#[tokio::test]
+async fn a_region_answering_after_the_streamed_body_ends_gets_a_whole_per_try_timeout() {
+    use http_body_util::BodyExt;
+    let west = FakeRegion::new("westus").start().await;
+    let config = TestConfig::new(&[&west]).service(
+        "[services.retry]\nper_try_timeout = \"400ms\"\n[services.outlier]\nconsecutive_failures = 1\n",
+    );
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
+    let (tx, body) = channel_body();
+    let req = http::Request::post(config.url("/late-answer/300"))
+        .body(body)
+        .expect("request");
+    let exchange = async {
+        tx.send(bytes::Bytes::from_static(b"part 1\n"))
+            .await
+            .expect("send");
+        let resp = http1_client()
+            .send_streaming(req)
+            .await
+            .expect("response head");
+        assert_eq!(resp.status().as_u16(), 200);
+        // Parts 300 ms apart; the body ends 600 ms in, 200 ms into the second wait for the
+        // region, which answers 300 ms after that.
+        for part in [2, 3] {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            tx.send(bytes::Bytes::from(format!("part {part}\n")))
+                .await
+                .expect("send");
+        }
+        drop(tx);
+        resp.into_body().collect().await.map(|b| b.to_bytes())
+    };
+    let got = tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .expect("an answer");
+    assert_eq!(
+        got.expect("the whole body").as_ref(),
+        switchyard_tests::DRIP_LINE,
+        "{}",
+        proxy.logs()
+    );
+    let state = proxy
+        .region_state("orders", "westus")
+        .await
+        .expect("status");
+    assert_eq!(state.as_deref(), Some("healthy"), "{}", proxy.logs());
 }

@@ -208,9 +208,22 @@ impl StallWatch {
         if timer.as_mut().poll(cx).is_pending() {
             return None;
         }
-        if self.upload.as_ref().is_some_and(|u| u.waiting_on_client()) {
-            // Re-armed, and polled so the task is woken at the new deadline.
-            timer.as_mut().reset(Instant::now() + report.limit);
+        // While the region waits for the client, and then for a whole `per_try_timeout` after
+        // the client's body is complete (as before the head), the wait goes on. A body that
+        // ended in the middle of a wait left the region only the rest of it (round 11).
+        let rearm_at = self.upload.as_ref().and_then(|u| {
+            let now = Instant::now();
+            if u.waiting_on_client() {
+                Some(now + report.limit)
+            } else {
+                u.finished_at()
+                    .map(|done| done + report.limit)
+                    .filter(|due| *due > now)
+            }
+        });
+        if let Some(at) = rearm_at {
+            // Polled so the task is woken at the new deadline.
+            timer.as_mut().reset(at);
             let _ = timer.as_mut().poll(cx);
             return None;
         }

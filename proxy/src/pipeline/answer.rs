@@ -55,13 +55,17 @@ pub(super) fn answered(
         false
     } else {
         headers::clean_region_response(resp.status(), resp.headers_mut());
-        // 204 and 304 have no body (RFC 9110 sections 15.3.5 and 15.4.5). hyper's HTTP/1.1
-        // client drops one a region sends anyway; over h2 its DATA would reach the client,
-        // whose h2 stack rejects the stream.
-        if matches!(
-            resp.status(),
-            StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
-        ) && !http_body::Body::is_end_stream(resp.body())
+        // 204 and 304 have no body (RFC 9110 sections 15.3.5 and 15.4.5), nor has an answer
+        // to HEAD. hyper's HTTP/1.1 client drops one a region sends anyway; over h2 its DATA
+        // would reach the client, whose h2 stack rejects the stream, and a HEAD answer with
+        // a `content-length` would wait for bytes that never come before it counted as
+        // complete (round 11).
+        if (head.method == Method::HEAD
+            || matches!(
+                resp.status(),
+                StatusCode::NO_CONTENT | StatusCode::NOT_MODIFIED
+            ))
+            && !http_body::Body::is_end_stream(resp.body())
         {
             *resp.body_mut() = ProxyBody::Empty;
         }

@@ -79,6 +79,17 @@ impl RegionBody {
     pub fn watch_stalls(&mut self, watch: StallWatch) {
         self.stall = watch;
     }
+
+    /// Whether the whole body came: its end, or every byte of a declared length. An h2
+    /// region may send the stream's end in a frame of its own after the last data, and
+    /// hyper's HTTP/1.1 server stops polling a body of known length at its last byte: such a
+    /// response to an HTTP/1.1 client never counted as complete, cleared no failure streak,
+    /// and was never kept as a stale copy (round 10). Not `is_end_stream`: told the body has
+    /// ended, hyper's h2 server would end the stream with the last data and drop the
+    /// trailers that may follow it (gRPC's `grpc-status`; round 11).
+    pub fn has_all(&self) -> bool {
+        self.done || self.body.is_end_stream() || self.body.size_hint().exact() == Some(0)
+    }
 }
 
 impl std::fmt::Debug for RegionBody {
@@ -91,7 +102,7 @@ impl std::fmt::Debug for RegionBody {
 
 impl Drop for RegionBody {
     fn drop(&mut self) {
-        let complete = self.is_end_stream();
+        let complete = self.has_all();
         self.stall.finished(complete);
         if complete
             && let Hold::Connection(lease) = std::mem::replace(&mut self.hold, Hold::Nothing)
@@ -124,13 +135,8 @@ impl Body for RegionBody {
         polled.map_err(Into::into)
     }
 
-    /// Also true once every byte of a declared length has come: an h2 region may send the
-    /// stream's end in a frame of its own after the last data, and hyper's HTTP/1.1 server
-    /// stops polling a body of known length at its last byte. Without this, such a response
-    /// to an HTTP/1.1 client never counted as complete: it cleared no failure streak, and the
-    /// stale cache never kept it (round 10).
     fn is_end_stream(&self) -> bool {
-        self.done || self.body.is_end_stream() || self.body.size_hint().exact() == Some(0)
+        self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

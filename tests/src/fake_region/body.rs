@@ -192,16 +192,25 @@ impl Body for DripBody {
 }
 
 /// A `/trailers` body: one piece, then gRPC-style trailers (`grpc-status: 0`,
-/// `grpc-message: done`), as the region's `Trailer` header announces.
+/// `grpc-message: done`), as the region's `Trailer` header announces. `/trailers-cl` declares
+/// the piece's length too (over HTTP/2 a `content-length` and trailers go together).
 pub struct TrailersBody {
     data: Option<Bytes>,
     trailers: Option<http::HeaderMap>,
+    declared: bool,
 }
 
 /// The piece of a `/trailers` body.
 pub const TRAILERS_DATA: &[u8] = b"message before the trailers\n";
 
 impl TrailersBody {
+    pub fn declared() -> Self {
+        TrailersBody {
+            declared: true,
+            ..Self::new()
+        }
+    }
+
     pub fn new() -> Self {
         let mut trailers = http::HeaderMap::new();
         trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
@@ -209,6 +218,7 @@ impl TrailersBody {
         Self {
             data: Some(Bytes::from_static(TRAILERS_DATA)),
             trailers: Some(trailers),
+            declared: false,
         }
     }
 }
@@ -235,6 +245,14 @@ impl Body for TrailersBody {
 
     fn is_end_stream(&self) -> bool {
         self.data.is_none() && self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match (&self.data, self.declared) {
+            (Some(data), true) => SizeHint::with_exact(data.len() as u64),
+            (None, true) => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
     }
 }
 

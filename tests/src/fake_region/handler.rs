@@ -106,8 +106,8 @@ pub(crate) async fn handle(
     Ok(resp)
 }
 
-/// `Ok` mode: health path, WebSocket, `/echo`, `/drip/N/MS`, `/trailers`, `/cut`, `/late-end`,
-/// `/bytes/N`, or the configured body.
+/// `Ok` mode: health path, WebSocket, `/echo`, `/drip/N/MS`, `/trailers`, `/trailers-cl`, `/cut`,
+/// `/late-end`, `/late-answer/MS`, `/bytes/N`, or the configured body.
 async fn serve_ok(
     req: Request<Incoming>,
     ctx: &Arc<ConnCtx>,
@@ -143,6 +143,12 @@ async fn serve_ok(
         let body = DripBody::new(count, Duration::from_millis(every));
         return (Response::new(body.boxed()), digest);
     }
+    if let Some(ms) = path
+        .strip_prefix("/late-answer/")
+        .and_then(|ms| ms.parse::<u64>().ok())
+    {
+        return (late_answer(req, Duration::from_millis(ms)), None);
+    }
     if path == "/late-end" {
         let digest = drain(req, ctx, seq).await.unwrap_or(None);
         return (Response::new(LateEndBody::default().boxed()), digest);
@@ -151,9 +157,14 @@ async fn serve_ok(
         let digest = drain(req, ctx, seq).await.unwrap_or(None);
         return (Response::new(CutBody::default().boxed()), digest);
     }
-    if path == "/trailers" {
+    if path == "/trailers" || path == "/trailers-cl" {
         let digest = drain(req, ctx, seq).await.unwrap_or(None);
-        let mut resp = Response::new(TrailersBody::new().boxed());
+        let body = if path == "/trailers" {
+            TrailersBody::new()
+        } else {
+            TrailersBody::declared()
+        };
+        let mut resp = Response::new(body.boxed());
         resp.headers_mut().insert(
             http::header::TRAILER,
             HeaderValue::from_static("grpc-status, grpc-message"),
@@ -178,6 +189,25 @@ async fn serve_ok(
         Ok(digest) => (plain(StatusCode::OK, shared.body.clone()), digest),
         Err(BodyLost) => (plain(StatusCode::REQUEST_TIMEOUT, Bytes::new()), None),
     }
+}
+
+/// `/late-answer/MS`: the head at once, then one [`crate::DRIP_LINE`] MS ms after the request
+/// body has ended (a server that answers a streamed request once it has all of it).
+fn late_answer(req: Request<Incoming>, after: Duration) -> Response<RespBody> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+    let mut body = req.into_body();
+    tokio::spawn(async move {
+        let read = async { while let Some(Ok(_)) = body.frame().await {} };
+        if tokio::time::timeout(BODY_READ_TIMEOUT, read).await.is_ok() {
+            tokio::time::sleep(after).await;
+            let _ = tx.send(Bytes::from_static(super::body::DRIP_LINE)).await;
+        }
+    });
+    let frames = futures_util::stream::unfold(rx, |mut rx| async move {
+        let line = rx.recv().await?;
+        Some((Ok::<_, BoxError>(http_body::Frame::data(line)), rx))
+    });
+    Response::new(http_body_util::StreamBody::new(frames).boxed())
 }
 
 /// The request body broke off or took longer than [`BODY_READ_TIMEOUT`].
