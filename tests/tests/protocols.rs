@@ -1098,3 +1098,77 @@ async fn a_region_answering_after_the_streamed_body_ends_gets_a_whole_per_try_ti
         .expect("status");
     assert_eq!(state.as_deref(), Some("healthy"), "{}", proxy.logs());
 }
+
+/// Forwards each connection to `to` once `delay` has passed: a region slow to take new
+/// connections (its handshakes queue behind a busy accept loop).
+async fn slow_to_connect(
+    to: std::net::SocketAddr,
+    delay: Duration,
+) -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let task = tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                if let Ok(mut outbound) = tokio::net::TcpStream::connect(to).await {
+                    let copy = tokio::io::copy_bidirectional(&mut inbound, &mut outbound);
+                    let _ = tokio::time::timeout(Duration::from_secs(60), copy).await;
+                }
+            });
+        }
+    });
+    (port, task)
+}
+
+/// With handshakes slower than half of `per_try_timeout`, the requests a burst leaves over
+/// when its first connection is full wait for a second one that cannot open in their time;
+/// they now also take a stream that ended on the full connection (round 11: they failed as
+/// connect failures, and the region was ejected).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_beyond_a_full_h2_connection_take_streams_that_end_there() {
+    let pki = TestPki::new();
+    let region = FakeRegion::new("secure").tls(&pki).start().await;
+    let (slow_port, forwarder) = slow_to_connect(region.addr(), Duration::from_millis(1500)).await;
+    let (admin, port) = (free_port(), free_port());
+    let dir = ProxyProcess::new_dir().expect("dir");
+    pki.copy_to(dir.path()).expect("copy PEM files");
+    let config = format!(
+        "{}[services.retry]\nper_try_timeout = \"3s\"\n",
+        tls_config(
+            admin,
+            port,
+            &format!("https://localhost:{slow_port}"),
+            r#"{ ca_file = "ca.pem" }"#
+        )
+    );
+    let proxy = ProxyProcess::builder(&config)
+        .dir(dir)
+        .start()
+        .await
+        .expect("proxy starts");
+    // 110 requests of 300 ms each, at a cold region: 100 fit on the first connection.
+    let url = format!("http://127.0.0.1:{port}/drip/2/300");
+    let requests: Vec<_> = (0..110)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                http1_client()
+                    .with_timeout(Duration::from_secs(30))
+                    .get(&url)
+                    .await
+            })
+        })
+        .collect();
+    let mut failed = 0;
+    for r in requests {
+        let resp = r.await.expect("task").expect("answer");
+        if resp.status != 200 {
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 0, "{}", proxy.logs());
+    forwarder.abort();
+}

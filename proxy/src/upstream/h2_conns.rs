@@ -68,6 +68,11 @@ impl H2Connections {
             .find_map(Shared::try_take)
     }
 
+    /// Whether there is no connection yet (or none left).
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
     /// Adds a connection just opened.
     pub fn add(&self, sender: http2::SendRequest<ProxyBody>) -> Shared {
         let shared = Shared {

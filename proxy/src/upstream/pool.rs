@@ -39,6 +39,8 @@ const MAX_IDLE: usize = 512;
 const REAP_EVERY: Duration = Duration::from_secs(30);
 /// How many connections one request may find closing before it gives up on pooled ones.
 const MAX_STALE: usize = 3;
+/// How often a request that found every HTTP/2 connection full looks for a stream that ended.
+const FREED_STREAM_POLL: Duration = Duration::from_millis(5);
 
 pub struct Pool {
     connector: Connector,
@@ -254,19 +256,28 @@ impl Pool {
             let mut own = None;
             let own_slot = &mut own;
             let deadline = opening.deadline;
-            let opened = opening
-                .opened
-                .get_or_init(|| async move {
-                    let result = self.open_by(deadline).await;
-                    let opened = match &result {
-                        Ok(Fresh::Http2(shared)) => Opened::Http2(shared.clone()),
-                        Ok(Fresh::Http1(_)) => Opened::Http1,
-                        Err(e) => Opened::Failed(e.kind(), e.to_string()),
-                    };
-                    *own_slot = Some(result.and_then(Fresh::checkout));
-                    opened
-                })
-                .await;
+            let overflow = !self.http2.is_empty();
+            let wait = opening.opened.get_or_init(|| async move {
+                let result = self.open_by(deadline).await;
+                let opened = match &result {
+                    Ok(Fresh::Http2(shared)) => Opened::Http2(shared.clone()),
+                    Ok(Fresh::Http1(_)) => Opened::Http1,
+                    Err(e) => Opened::Failed(e.kind(), e.to_string()),
+                };
+                *own_slot = Some(result.and_then(Fresh::checkout));
+                opened
+            });
+            // Beside full connections, a stream that ends there is as good as the connection
+            // being opened, and may come sooner: with slow handshakes, requests that waited for
+            // the opening timed out while the full connection had room again (round 11).
+            let opened = if overflow {
+                tokio::select! {
+                    opened = wait => opened,
+                    (sender, slot) = self.freed_stream() => return Ok(Checkout::Http2(sender, slot)),
+                }
+            } else {
+                wait.await
+            };
             if let Some(result) = own {
                 return result;
             }
@@ -286,6 +297,17 @@ impl Pool {
                 }
                 Opened::Http1 => return self.open().await,
                 Opened::Failed(kind, why) => return Err(io::Error::new(*kind, why.clone())),
+            }
+        }
+    }
+
+    /// A stream on a shared connection, once one has room; checked every
+    /// [`FREED_STREAM_POLL`] (only requests that overflowed every connection wait here).
+    async fn freed_stream(&self) -> (http2::SendRequest<ProxyBody>, StreamSlot) {
+        loop {
+            tokio::time::sleep(FREED_STREAM_POLL).await;
+            if let Some(taken) = self.http2.checkout() {
+                return taken;
             }
         }
     }
