@@ -403,6 +403,7 @@ async fn failover(state: &AppState, svc: &str, body: Value) -> AdminResponse {
         Err(resp) => return resp,
     };
     let service = entry.slot.load_full();
+    let _one_move_at_a_time = service.write_move.lock().await;
     let snapshot = service.health.snapshot();
     // A drained region takes no traffic by the operator's own order: writes pinned there
     // would all be refused. An unhealthy one is allowed (health checks can be wrong, and a

@@ -48,6 +48,9 @@ pub struct Service {
     pub stale: Option<Arc<StaleCache>>,
     /// Holds writes while the write region moves (`POST /services/{svc}/failover`).
     pub writes: WriteGate,
+    /// Taken by a write failover for its whole move: two at once would each reopen the gate
+    /// while the other still moves writes (round 11).
+    pub write_move: tokio::sync::Mutex<()>,
     /// The listener's TLS, when configured. It lives here, not with the listener, so a reload
     /// that swaps the service also rotates the certificate for new connections.
     pub tls: Option<TlsAcceptor>,
@@ -121,6 +124,7 @@ impl Service {
             stale: (!config.degraded.stale_if_error.is_zero())
                 .then(|| Arc::new(StaleCache::new(config.degraded.stale_if_error))),
             writes: WriteGate::default(),
+            write_move: tokio::sync::Mutex::new(()),
             tls,
             metrics,
             config,

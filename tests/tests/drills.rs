@@ -719,3 +719,57 @@ async fn a_reload_during_a_write_failover_keeps_the_failover() {
         .expect("status");
     assert_eq!(moved.expect("region")["write"], true, "{}", proxy.logs());
 }
+
+/// Two write failovers of one service take turns: the second starts once the first has
+/// moved the writes, and says where from. Run together, each reopened the write gate while
+/// the other was still moving writes (round 11).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_failovers_of_one_service_take_turns() {
+    let west = FakeRegion::new("westus")
+        .slow(Duration::from_millis(1000))
+        .start()
+        .await;
+    let east = FakeRegion::new("northeurope").start().await;
+    let config = TestConfig::new(&[&west, &east]).service(
+        "[services.health]\ninterval = \"30s\"\n[services.retry]\nper_try_timeout = \"5s\"\n",
+    );
+    let proxy = Arc::new(
+        ProxyProcess::start(&config.render())
+            .await
+            .expect("proxy starts"),
+    );
+    let url = config.url("/orders");
+    let write = tokio::spawn(async move { http1_client().post(&url, "slow", &[]).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let failover = |to: &'static str| {
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            proxy
+                .admin_post(
+                    "/services/orders/failover",
+                    &format!(r#"{{"write_region":"{to}"}}"#),
+                )
+                .await
+        })
+    };
+    let first = failover("northeurope");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let second = failover("westus");
+    let first = first.await.expect("task").expect("failover");
+    let second = second.await.expect("task").expect("failover");
+    assert_eq!(first.status.as_u16(), 200, "{}", first.text());
+    assert_eq!(second.status.as_u16(), 200, "{}", second.text());
+    let previous = |r: &switchyard_tests::TestResponse| r.json().expect("json")["previous"].clone();
+    assert_eq!(previous(&first), "westus");
+    assert_eq!(
+        previous(&second),
+        "northeurope",
+        "the second waited for the first"
+    );
+    write.await.expect("task").expect("slow write");
+    let west_state = proxy
+        .region_status("orders", "westus")
+        .await
+        .expect("status");
+    assert_eq!(west_state.expect("region")["write"], true);
+}
