@@ -899,7 +899,7 @@ async fn a_client_that_waits_for_the_answer_mid_body_gets_it() {
 /// HAProxy and Apache; nginx 128, Go 250). Long-lived streams beyond that on one shared
 /// connection made every later request and health probe wait until it timed out, and a
 /// healthy region was failed over (round 9); the sidecar now opens another connection
-/// instead. 250 downloads of 1 s to a cold region all start at once, each in one attempt:
+/// instead. 250 downloads of 2 s to a cold region all start at once, each in one attempt:
 /// requests that wait for a connection being opened take no more of it than it has room for
 /// (round 10: a burst joining one opening put 150 streams on it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -909,8 +909,9 @@ async fn more_streams_than_an_h2_region_allows_per_connection_open_another_conne
     let (admin, port) = (free_port(), free_port());
     let dir = ProxyProcess::new_dir().expect("dir");
     pki.copy_to(dir.path()).expect("copy PEM files");
+    // A request held back for a stream waits 2 s, past `per_try_timeout`.
     let config = format!(
-        "{}[services.retry]\nper_try_timeout = \"1s\"\n",
+        "{}[services.retry]\nper_try_timeout = \"1500ms\"\n",
         tls_config(admin, port, &region.url(), r#"{ ca_file = "ca.pem" }"#)
     );
     let proxy = ProxyProcess::builder(&config)
@@ -918,7 +919,7 @@ async fn more_streams_than_an_h2_region_allows_per_connection_open_another_conne
         .start()
         .await
         .expect("proxy starts");
-    let url = format!("http://127.0.0.1:{port}/drip/3/500");
+    let url = format!("http://127.0.0.1:{port}/drip/3/1000");
     let downloads: Vec<_> = (0..250)
         .map(|_| {
             let url = url.clone();
@@ -1054,13 +1055,13 @@ async fn a_region_answering_after_the_streamed_body_ends_gets_a_whole_per_try_ti
     use http_body_util::BodyExt;
     let west = FakeRegion::new("westus").start().await;
     let config = TestConfig::new(&[&west]).service(
-        "[services.retry]\nper_try_timeout = \"400ms\"\n[services.outlier]\nconsecutive_failures = 1\n",
+        "[services.retry]\nper_try_timeout = \"600ms\"\n[services.outlier]\nconsecutive_failures = 1\n",
     );
     let proxy = ProxyProcess::start(&config.render())
         .await
         .expect("proxy starts");
     let (tx, body) = channel_body();
-    let req = http::Request::post(config.url("/late-answer/300"))
+    let req = http::Request::post(config.url("/late-answer/400"))
         .body(body)
         .expect("request");
     let exchange = async {
@@ -1072,10 +1073,11 @@ async fn a_region_answering_after_the_streamed_body_ends_gets_a_whole_per_try_ti
             .await
             .expect("response head");
         assert_eq!(resp.status().as_u16(), 200);
-        // Parts 300 ms apart; the body ends 600 ms in, 200 ms into the second wait for the
-        // region, which answers 300 ms after that.
+        // Parts 450 ms apart; the body ends 900 ms in, 300 ms into the second wait for the
+        // region, which answers 400 ms after that: past the wait's end, within a whole
+        // `per_try_timeout` of the body's.
         for part in [2, 3] {
-            tokio::time::sleep(Duration::from_millis(300)).await;
+            tokio::time::sleep(Duration::from_millis(450)).await;
             tx.send(bytes::Bytes::from(format!("part {part}\n")))
                 .await
                 .expect("send");
