@@ -30,6 +30,24 @@ tls = {tls}
     )
 }
 
+/// A proxy in front of one TLS region that trusts the test CA (so h2 by ALPN), with `extra`
+/// at the end of its config; and the port it listens on.
+async fn h2_proxy(pki: &TestPki, region_url: &str, extra: &str) -> (ProxyProcess, u16) {
+    let (admin, port) = (free_port(), free_port());
+    let dir = ProxyProcess::new_dir().expect("dir");
+    pki.copy_to(dir.path()).expect("copy PEM files");
+    let config = format!(
+        "{}{extra}",
+        tls_config(admin, port, region_url, r#"{ ca_file = "ca.pem" }"#)
+    );
+    let proxy = ProxyProcess::builder(&config)
+        .dir(dir)
+        .start()
+        .await
+        .expect("proxy starts");
+    (proxy, port)
+}
+
 #[tokio::test]
 async fn https_region_with_private_ca_over_h2_and_mtls() {
     let pki = TestPki::new();
@@ -555,18 +573,12 @@ async fn connections_to_a_region_are_reused_by_requests_and_health_probes() {
 async fn a_client_that_stops_reading_does_not_stall_other_streams_to_an_h2_region() {
     let pki = TestPki::new();
     let region = FakeRegion::new("secure").tls(&pki).start().await;
-    let (admin, port) = (free_port(), free_port());
-    let dir = ProxyProcess::new_dir().expect("dir");
-    pki.copy_to(dir.path()).expect("copy PEM files");
-    let config = format!(
-        "{}[services.retry]\nper_try_timeout = \"1s\"\n",
-        tls_config(admin, port, &region.url(), r#"{ ca_file = "ca.pem" }"#)
-    );
-    let proxy = ProxyProcess::builder(&config)
-        .dir(dir)
-        .start()
-        .await
-        .expect("proxy starts");
+    let (proxy, port) = h2_proxy(
+        &pki,
+        &region.url(),
+        "[services.retry]\nper_try_timeout = \"1s\"\n",
+    )
+    .await;
     let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
 
     // 24 downloads of 64 MiB asked for and never read: each far more than its stream's
@@ -664,19 +676,7 @@ async fn response_trailers_reach_http1_and_h2_clients_from_http1_and_h2_regions(
 
     let pki = TestPki::new();
     let secure = FakeRegion::new("secure").tls(&pki).start().await;
-    let (admin, port) = (free_port(), free_port());
-    let dir = ProxyProcess::new_dir().expect("dir");
-    pki.copy_to(dir.path()).expect("copy PEM files");
-    let secure_proxy = ProxyProcess::builder(&tls_config(
-        admin,
-        port,
-        &secure.url(),
-        r#"{ ca_file = "ca.pem" }"#,
-    ))
-    .dir(dir)
-    .start()
-    .await
-    .expect("proxy starts");
+    let (secure_proxy, port) = h2_proxy(&pki, &secure.url(), "").await;
 
     let urls = [
         ("h1 region", plain_config.url("/trailers"), &plain_proxy),
@@ -731,19 +731,7 @@ async fn response_trailers_reach_http1_and_h2_clients_from_http1_and_h2_regions(
 async fn cancelled_downloads_never_cut_other_streams_on_the_shared_h2_connection() {
     let pki = TestPki::new();
     let region = FakeRegion::new("secure").tls(&pki).start().await;
-    let (admin, port) = (free_port(), free_port());
-    let dir = ProxyProcess::new_dir().expect("dir");
-    pki.copy_to(dir.path()).expect("copy PEM files");
-    let proxy = ProxyProcess::builder(&tls_config(
-        admin,
-        port,
-        &region.url(),
-        r#"{ ca_file = "ca.pem" }"#,
-    ))
-    .dir(dir)
-    .start()
-    .await
-    .expect("proxy starts");
+    let (proxy, port) = h2_proxy(&pki, &region.url(), "").await;
     let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
 
     // A download that lasts the whole test, on the same connection to the region.
@@ -906,19 +894,13 @@ async fn a_client_that_waits_for_the_answer_mid_body_gets_it() {
 async fn more_streams_than_an_h2_region_allows_per_connection_open_another_connection() {
     let pki = TestPki::new();
     let region = FakeRegion::new("secure").tls(&pki).start().await;
-    let (admin, port) = (free_port(), free_port());
-    let dir = ProxyProcess::new_dir().expect("dir");
-    pki.copy_to(dir.path()).expect("copy PEM files");
     // A request held back for a stream waits 2 s, past `per_try_timeout`.
-    let config = format!(
-        "{}[services.retry]\nper_try_timeout = \"1500ms\"\n",
-        tls_config(admin, port, &region.url(), r#"{ ca_file = "ca.pem" }"#)
-    );
-    let proxy = ProxyProcess::builder(&config)
-        .dir(dir)
-        .start()
-        .await
-        .expect("proxy starts");
+    let (proxy, port) = h2_proxy(
+        &pki,
+        &region.url(),
+        "[services.retry]\nper_try_timeout = \"1500ms\"\n",
+    )
+    .await;
     let url = format!("http://127.0.0.1:{port}/drip/3/1000");
     let downloads: Vec<_> = (0..250)
         .map(|_| {
@@ -965,19 +947,7 @@ async fn a_large_response_head_from_an_h2_region_passes() {
         .header("x-large", &big)
         .start()
         .await;
-    let (admin, port) = (free_port(), free_port());
-    let dir = ProxyProcess::new_dir().expect("dir");
-    pki.copy_to(dir.path()).expect("copy PEM files");
-    let proxy = ProxyProcess::builder(&tls_config(
-        admin,
-        port,
-        &region.url(),
-        r#"{ ca_file = "ca.pem" }"#,
-    ))
-    .dir(dir)
-    .start()
-    .await
-    .expect("proxy starts");
+    let (proxy, port) = h2_proxy(&pki, &region.url(), "").await;
     let resp = http1_client()
         .get(&format!("http://127.0.0.1:{port}/"))
         .await
@@ -1022,18 +992,12 @@ async fn a_101_to_a_request_without_upgrade_is_a_502() {
 async fn a_response_whose_end_comes_in_a_frame_of_its_own_is_complete() {
     let pki = TestPki::new();
     let region = FakeRegion::new("secure").tls(&pki).start().await;
-    let (admin, port) = (free_port(), free_port());
-    let dir = ProxyProcess::new_dir().expect("dir");
-    pki.copy_to(dir.path()).expect("copy PEM files");
-    let config = format!(
-        "{}[services.degraded]\nstale_if_error = \"60s\"\n",
-        tls_config(admin, port, &region.url(), r#"{ ca_file = "ca.pem" }"#)
-    );
-    let proxy = ProxyProcess::builder(&config)
-        .dir(dir)
-        .start()
-        .await
-        .expect("proxy starts");
+    let (proxy, port) = h2_proxy(
+        &pki,
+        &region.url(),
+        "[services.degraded]\nstale_if_error = \"60s\"\n",
+    )
+    .await;
     let url = format!("http://127.0.0.1:{port}/late-end");
     let fresh = http1_client().get(&url).await.expect("GET");
     assert_eq!(fresh.status.as_u16(), 200, "{}", proxy.logs());
@@ -1134,23 +1098,12 @@ async fn requests_beyond_a_full_h2_connection_take_streams_that_end_there() {
     let pki = TestPki::new();
     let region = FakeRegion::new("secure").tls(&pki).start().await;
     let (slow_port, forwarder) = slow_to_connect(region.addr(), Duration::from_millis(1500)).await;
-    let (admin, port) = (free_port(), free_port());
-    let dir = ProxyProcess::new_dir().expect("dir");
-    pki.copy_to(dir.path()).expect("copy PEM files");
-    let config = format!(
-        "{}[services.retry]\nper_try_timeout = \"3s\"\n",
-        tls_config(
-            admin,
-            port,
-            &format!("https://localhost:{slow_port}"),
-            r#"{ ca_file = "ca.pem" }"#
-        )
-    );
-    let proxy = ProxyProcess::builder(&config)
-        .dir(dir)
-        .start()
-        .await
-        .expect("proxy starts");
+    let (proxy, port) = h2_proxy(
+        &pki,
+        &format!("https://localhost:{slow_port}"),
+        "[services.retry]\nper_try_timeout = \"3s\"\n",
+    )
+    .await;
     // 110 requests of 300 ms each, at a cold region: 100 fit on the first connection.
     let url = format!("http://127.0.0.1:{port}/drip/2/300");
     let requests: Vec<_> = (0..110)
