@@ -30,6 +30,26 @@ tls = {tls}
     )
 }
 
+/// `n` GETs of `url` at once, each on a connection of its own; their answers.
+async fn gets_at_once(url: &str, n: usize) -> Vec<switchyard_tests::TestResponse> {
+    let requests: Vec<_> = (0..n)
+        .map(|_| {
+            let url = url.to_owned();
+            tokio::spawn(async move {
+                http1_client()
+                    .with_timeout(Duration::from_secs(30))
+                    .get(&url)
+                    .await
+            })
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(n);
+    for r in requests {
+        answers.push(r.await.expect("task").expect("answer"));
+    }
+    answers
+}
+
 /// A proxy in front of one TLS region that trusts the test CA (so h2 by ALPN), with `extra`
 /// at the end of its config; and the port it listens on.
 async fn h2_proxy(pki: &TestPki, region_url: &str, extra: &str) -> (ProxyProcess, u16) {
@@ -901,21 +921,9 @@ async fn more_streams_than_an_h2_region_allows_per_connection_open_another_conne
         "[services.retry]\nper_try_timeout = \"1500ms\"\n",
     )
     .await;
-    let url = format!("http://127.0.0.1:{port}/drip/3/1000");
-    let downloads: Vec<_> = (0..250)
-        .map(|_| {
-            let url = url.clone();
-            tokio::spawn(async move {
-                http1_client()
-                    .with_timeout(Duration::from_secs(30))
-                    .get(&url)
-                    .await
-            })
-        })
-        .collect();
+    let downloads = gets_at_once(&format!("http://127.0.0.1:{port}/drip/3/1000"), 250).await;
     let mut retried = 0;
-    for d in downloads {
-        let resp = d.await.expect("task").expect("download");
+    for resp in downloads {
         assert_eq!(resp.status.as_u16(), 200, "{}", proxy.logs());
         assert_eq!(resp.body.len(), 3 * "drip drip drip\n".len());
         if resp.header("x-switchyard-attempts") != Some("1") {
@@ -1105,25 +1113,8 @@ async fn requests_beyond_a_full_h2_connection_take_streams_that_end_there() {
     )
     .await;
     // 110 requests of 300 ms each, at a cold region: 100 fit on the first connection.
-    let url = format!("http://127.0.0.1:{port}/drip/2/300");
-    let requests: Vec<_> = (0..110)
-        .map(|_| {
-            let url = url.clone();
-            tokio::spawn(async move {
-                http1_client()
-                    .with_timeout(Duration::from_secs(30))
-                    .get(&url)
-                    .await
-            })
-        })
-        .collect();
-    let mut failed = 0;
-    for r in requests {
-        let resp = r.await.expect("task").expect("answer");
-        if resp.status != 200 {
-            failed += 1;
-        }
-    }
+    let answers = gets_at_once(&format!("http://127.0.0.1:{port}/drip/2/300"), 110).await;
+    let failed = answers.iter().filter(|r| r.status != 200).count();
     assert_eq!(failed, 0, "{}", proxy.logs());
     forwarder.abort();
 }
