@@ -509,6 +509,23 @@ min_retries_per_sec = 0
         let resp = client.get(&config.url("/")).await.expect("GET");
         assert_eq!(resp.status.as_u16(), 503);
     }
+    // Nothing is serving, and `/status` and the gauge say so (they showed westus).
+    let active = |region: &'static str| async {
+        let status = proxy.region_status("orders", region).await.expect("status");
+        status.expect("region")["active"].as_bool()
+    };
+    assert_eq!(active("westus").await, Some(false), "{}", proxy.logs());
+    assert_eq!(active("northeurope").await, Some(false));
+    let metrics = proxy.metrics().await.expect("metrics");
+    let scrape = switchyard_tests::Scrape::parse(&metrics).expect("exposition");
+    let gauge = |region| {
+        scrape.value(
+            "switchyard_region_active",
+            &[("service", "orders"), ("region", region)],
+        )
+    };
+    assert_eq!(gauge("westus"), Some(0.0));
+    assert_eq!(gauge("northeurope"), Some(0.0));
 
     east.restart().await;
     let back = eventually(
@@ -527,4 +544,5 @@ min_retries_per_sec = 0
         "served by the region back within seconds, not after its ejection\n{}",
         proxy.logs()
     );
+    assert_eq!(active("northeurope").await, Some(true));
 }

@@ -84,9 +84,16 @@ impl HealthSnapshot {
         )
     }
 
-    /// The region default routing sends traffic to now.
+    /// The region default routing sends traffic to now; none when no region can serve
+    /// (requests then still try every region that is not drained, but none is serving).
+    /// Shown as `active` in `/status` and `switchyard_region_active`: during a total outage
+    /// they showed the first region as serving, and the failover count rose by one more
+    /// step, back to it (round 9b).
     pub fn active(&self) -> Option<usize> {
-        self.default_order.first().copied()
+        self.default_order
+            .first()
+            .copied()
+            .filter(|&i| self.regions[i].serviceable)
     }
 
     pub fn index_of(&self, name: &str) -> Option<usize> {
@@ -154,5 +161,6 @@ mod tests {
             view("c", 2, RegionState::Ejected, false),
         ]);
         assert_eq!(snap.default_order, vec![0, 2]);
+        assert_eq!(snap.active(), None, "tried, but none is serving");
     }
 }
