@@ -277,7 +277,7 @@ impl HealthMonitor {
     /// region that can serve. Failures every region shares (one endpoint that answers 500
     /// everywhere, a bad deploy of the app) ejected them all, and in an outage the one
     /// region left that passes its checks was ejected with the others, so routing fell back
-    /// to trying dead regions by priority first (round 9). Active health checks still take
+    /// to trying dead regions by priority first (round 9b). Active health checks still take
     /// any region out. (Envoy's `max_ejection_percent` guards the same way; a cap below all
     /// but one would keep a second failed region in rotation when two of three go down.)
     fn ejection_held_back(&self, region: usize, now: Instant) -> Option<&'static str> {

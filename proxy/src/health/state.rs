@@ -75,7 +75,7 @@ impl RegionHealth {
                 // The checks saw the region down and now up again: an ejection from that
                 // outage ends with it. Otherwise a region ejected again and again while
                 // everything was down (each ejection doubling) stayed out for up to
-                // `max_ejection` after it came back, with nothing else to serve (round 9).
+                // `max_ejection` after it came back, with nothing else to serve (round 9b).
                 // The count of ejections stays, so a flapping region still doubles.
                 self.ejected_until = None;
                 return true;
