@@ -661,26 +661,34 @@ async fn responses_that_forbid_stale_reuse_are_never_served_stale() {
     }
 }
 
+/// westus (the write region) and northeurope behind a proxy, and a POST that westus takes
+/// `slow` to answer, in flight: what a write failover waits for.
+async fn write_in_flight(
+    slow: Duration,
+) -> (
+    [FakeRegion; 2],
+    Arc<ProxyProcess>,
+    tokio::task::JoinHandle<anyhow::Result<switchyard_tests::TestResponse>>,
+) {
+    let west = FakeRegion::new("westus").slow(slow).start().await;
+    let east = FakeRegion::new("northeurope").start().await;
+    let config = TestConfig::new(&[&west, &east]).service(
+        "[services.health]\ninterval = \"30s\"\n[services.retry]\nper_try_timeout = \"5s\"\n",
+    );
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
+    let url = config.url("/orders");
+    let write = tokio::spawn(async move { http1_client().post(&url, "slow", &[]).await });
+    ([west, east], Arc::new(proxy), write)
+}
+
 /// A write failover waits for the writes in flight at the old region; a reload that came in
 /// meanwhile copied the region state before the move and then replaced the service it was
 /// made on, so the failover was acknowledged and undone (round 9b). They now take turns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_during_a_write_failover_keeps_the_failover() {
-    let west = FakeRegion::new("westus")
-        .slow(Duration::from_millis(1500))
-        .start()
-        .await;
-    let east = FakeRegion::new("northeurope").start().await;
-    let config = TestConfig::new(&[&west, &east]).service(
-        "[services.health]\ninterval = \"30s\"\n[services.retry]\nper_try_timeout = \"5s\"\n",
-    );
-    let proxy = Arc::new(
-        ProxyProcess::start(&config.render())
-            .await
-            .expect("proxy starts"),
-    );
-    let url = config.url("/orders");
-    let write = tokio::spawn(async move { http1_client().post(&url, "slow", &[]).await });
+    let (_regions, proxy, write) = write_in_flight(Duration::from_millis(1500)).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let failing_over = {
         let proxy = proxy.clone();
@@ -725,21 +733,7 @@ async fn a_reload_during_a_write_failover_keeps_the_failover() {
 /// the other was still moving writes (round 11).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_failovers_of_one_service_take_turns() {
-    let west = FakeRegion::new("westus")
-        .slow(Duration::from_millis(1000))
-        .start()
-        .await;
-    let east = FakeRegion::new("northeurope").start().await;
-    let config = TestConfig::new(&[&west, &east]).service(
-        "[services.health]\ninterval = \"30s\"\n[services.retry]\nper_try_timeout = \"5s\"\n",
-    );
-    let proxy = Arc::new(
-        ProxyProcess::start(&config.render())
-            .await
-            .expect("proxy starts"),
-    );
-    let url = config.url("/orders");
-    let write = tokio::spawn(async move { http1_client().post(&url, "slow", &[]).await });
+    let (_regions, proxy, write) = write_in_flight(Duration::from_millis(1000)).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let failover = |to: &'static str| {
         let proxy = proxy.clone();

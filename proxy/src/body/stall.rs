@@ -71,17 +71,13 @@ impl StallReport {
     }
 
     fn stalled(&self) -> RegionStalled {
-        self.attempt_stalled.inc();
-        self.health.report_failure(self.region);
-        if let Some(held_back) = self.log.check() {
-            tracing::warn!(
-                service = %self.service,
-                region = %self.name,
-                held_back,
-                "region sent nothing of its response body for {:?} (per_try_timeout): response aborted",
+        self.failed(
+            &self.attempt_stalled,
+            format_args!(
+                "sent nothing of its response body for {:?} (per_try_timeout): response aborted",
                 self.limit
-            );
-        }
+            ),
+        );
         RegionStalled {
             region: self.name.clone(),
             limit: self.limit,
@@ -92,14 +88,23 @@ impl StallReport {
     /// less than its `Content-Length`): a failure of the region, as a reset before the head
     /// would have been. The client sees the response cut off; nothing can be retried.
     fn cut(&self, error: &hyper::Error) {
-        self.attempt_cut.inc();
+        self.failed(
+            &self.attempt_cut,
+            format_args!("broke its response body off: {error}"),
+        );
+    }
+
+    /// Counts the attempt under `outcome`, adds a failure to the region's streak, and logs
+    /// `what` the region did (at most once per 10 s per region).
+    fn failed(&self, outcome: &Counter, what: fmt::Arguments<'_>) {
+        outcome.inc();
         self.health.report_failure(self.region);
         if let Some(held_back) = self.log.check() {
             tracing::warn!(
                 service = %self.service,
                 region = %self.name,
                 held_back,
-                "region broke its response body off: {error}"
+                "region {what}"
             );
         }
     }
