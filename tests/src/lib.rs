@@ -15,6 +15,7 @@
 //! - [`template`]: `free_port` and `render` for configs with `{placeholder}`s.
 //! - [`client`]: HTTP/1.1, h2c and HTTPS test clients, and `raw_http` for malformed requests.
 //! - [`raw_region`]: `RawRegion`, a region that answers with bytes that are not HTTP.
+//! - [`silent_port`]: `SilentPort`, a port whose SYNs go unanswered, as a blackholed address.
 //! - [`wait`]: bounded polling for conditions such as "the region shows as ejected".
 //!
 //! Everything binds and connects to 127.0.0.1 only, and every wait is bounded.
@@ -45,6 +46,7 @@ pub mod plugins;
 pub mod prometheus;
 pub mod proxy;
 pub mod raw_region;
+pub mod silent_port;
 pub mod template;
 pub mod wait;
 
@@ -63,5 +65,6 @@ pub use plugins::{copy_plugin, plugin, plugin_service_toml};
 pub use prometheus::Scrape;
 pub use proxy::{ProxyBuilder, ProxyProcess};
 pub use raw_region::RawRegion;
+pub use silent_port::SilentPort;
 pub use template::{free_port, render};
 pub use wait::{eventually, wait_until};

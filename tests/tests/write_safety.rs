@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use switchyard_tests::{
-    FakeRegion, Mode, ProxyProcess, RawRegion, TestConfig, TestPki, free_port, http1_client,
+    FakeRegion, Mode, ProxyProcess, RawRegion, SilentPort, TestConfig, TestPki, free_port,
+    http1_client,
 };
 
 /// Health checks slow enough that they never change routing during a test, and no ejection,
@@ -609,6 +610,61 @@ url = "{east}"
         "{handshakes} connections to the hung region"
     );
     holder.abort();
+}
+
+/// A primary whose address drops SYNs (a partition or a firewall, where nothing completes
+/// the TCP handshake, unlike a frozen server whose kernel still does) never got a request:
+/// GETs and POSTs alike fail over once the connect deadline passes, each processed once by
+/// the next region, none answered 504 as if the primary might have processed it.
+#[tokio::test]
+async fn requests_to_a_primary_that_drops_syns_fail_over_once_each() {
+    let silent = SilentPort::start().expect("silent port");
+    let east = FakeRegion::new("northeurope").start().await;
+    let (admin, port) = (free_port(), free_port());
+    let config = format!(
+        r#"
+[admin]
+listen = "127.0.0.1:{admin}"
+[[services]]
+name = "orders"
+listen = "127.0.0.1:{port}"
+{QUIET}
+[services.retry]
+per_try_timeout = "500ms"
+[[services.regions]]
+name = "westus"
+priority = 0
+url = "http://127.0.0.1:{silent}"
+write = true
+[[services.regions]]
+name = "northeurope"
+priority = 1
+url = "{east}"
+"#,
+        silent = silent.port(),
+        east = east.url()
+    );
+    let proxy = ProxyProcess::start(&config).await.expect("proxy starts");
+    let requests: Vec<_> = (0..10)
+        .map(|i| {
+            tokio::spawn(async move {
+                let url = format!("http://127.0.0.1:{port}/orders/{i}");
+                if i % 2 == 0 {
+                    http1_client().post(&url, "order", &[]).await
+                } else {
+                    http1_client().get(&url).await
+                }
+            })
+        })
+        .collect();
+    for (i, request) in requests.into_iter().enumerate() {
+        let resp = request.await.expect("task").expect("request");
+        assert_eq!(resp.status.as_u16(), 200, "request {i}\n{}", proxy.logs());
+        assert_eq!(resp.region(), Some("northeurope"));
+        assert_eq!(resp.header("x-switchyard-attempts"), Some("2"));
+    }
+    assert_eq!(east.requests_for("POST"), 5, "each POST processed once");
+    assert_eq!(east.requests_for("GET"), 5, "each GET processed once");
 }
 
 /// A streamed upload that no region could take is answered before the client has sent all

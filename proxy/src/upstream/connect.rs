@@ -1,4 +1,4 @@
-//! Opens one connection to a region: TCP (every resolved address in turn, within the connect
+//! Opens one connection to a region: TCP (the resolved addresses raced, within the connect
 //! timeout), TLS with ALPN when the region is `https`, then the HTTP handshake for the
 //! protocol the region chose. The connection's I/O runs in its own task; what comes back is
 //! the sender half, which the pool hands out.
@@ -18,6 +18,7 @@ use tokio_rustls::TlsConnector;
 use crate::body::ProxyBody;
 use crate::config::RegionConfig;
 
+use super::dial;
 use super::tls::{self, TlsError};
 
 /// A fresh connection's sender, by the protocol the region speaks on it.
@@ -154,26 +155,23 @@ impl Connector {
         }
     }
 
-    /// TCP to the first address that accepts, in resolver order.
+    /// TCP to the first address that accepts, trying them in resolver order with overlapping
+    /// attempts (see [`dial`]).
     async fn tcp(&self) -> io::Result<TcpStream> {
-        let mut last = None;
-        for addr in tokio::net::lookup_host((self.host.as_str(), self.port)).await? {
-            match TcpStream::connect(addr).await {
-                Ok(stream) => {
-                    stream.set_nodelay(true)?;
-                    let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
-                    socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive)?;
-                    return Ok(stream);
-                }
-                Err(e) => last = Some(io::Error::new(e.kind(), format!("{addr}: {e}"))),
-            }
-        }
-        Err(last.unwrap_or_else(|| {
-            io::Error::new(
+        let addrs: Vec<_> = tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await?
+            .collect();
+        if addrs.is_empty() {
+            return Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("{} resolved to no address", self.host),
-            )
-        }))
+            ));
+        }
+        let stream = dial::first_to_connect(addrs, dial::stagger_for(self.connect_timeout)).await?;
+        stream.set_nodelay(true)?;
+        let keepalive = socket2::TcpKeepalive::new().with_time(TCP_KEEPALIVE);
+        socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive)?;
+        Ok(stream)
     }
 }
 

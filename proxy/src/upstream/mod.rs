@@ -4,6 +4,7 @@
 //! show.
 
 pub mod connect;
+mod dial;
 pub mod fault;
 mod h2_conns;
 pub mod pool;
