@@ -14,6 +14,8 @@
 //! - [`configs`]: `TestConfig`, one service in front of fake regions with fast timers.
 //! - [`template`]: `free_port` and `render` for configs with `{placeholder}`s.
 //! - [`client`]: HTTP/1.1, h2c and HTTPS test clients, and `raw_http` for malformed requests.
+//! - [`keep_alive_region`]: `KeepAliveRegion`, a region with a 1 s keep-alive timeout that it
+//!   announces and enforces.
 //! - [`raw_region`]: `RawRegion`, a region that answers with bytes that are not HTTP.
 //! - [`silent_port`]: `SilentPort`, a port whose SYNs go unanswered, as a blackholed address.
 //! - [`wait`]: bounded polling for conditions such as "the region shows as ejected".
@@ -40,6 +42,7 @@ pub mod cli;
 pub mod client;
 pub mod configs;
 pub mod fake_region;
+pub mod keep_alive_region;
 pub mod otlp;
 pub mod pki;
 pub mod plugins;
@@ -59,6 +62,7 @@ pub use configs::TestConfig;
 pub use fake_region::{
     DRIP_LINE, FakeRegion, FakeRegionBuilder, Mode, RecordedRequest, pattern_bytes, sha256_hex,
 };
+pub use keep_alive_region::KeepAliveRegion;
 pub use otlp::{CollectedSpan, FakeCollector};
 pub use pki::TestPki;
 pub use plugins::{copy_plugin, plugin, plugin_service_toml};

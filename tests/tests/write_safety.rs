@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use switchyard_tests::{
-    FakeRegion, Mode, ProxyProcess, RawRegion, SilentPort, TestConfig, TestPki, free_port,
-    http1_client,
+    FakeRegion, KeepAliveRegion, Mode, ProxyProcess, RawRegion, SilentPort, TestConfig, TestPki,
+    free_port, http1_client,
 };
 
 /// Health checks slow enough that they never change routing during a test, and no ejection,
@@ -665,6 +665,53 @@ url = "{east}"
     }
     assert_eq!(east.requests_for("POST"), 5, "each POST processed once");
     assert_eq!(east.requests_for("GET"), 5, "each GET processed once");
+}
+
+/// A region that announces a short keep-alive timeout (`Keep-Alive: timeout=1` here; Node.js
+/// and Apache say 5 s) closes a connection idle that long, and a write sent on it just then
+/// is lost with it and cannot be resent: it was a 502. The sidecar now stops reusing such a
+/// connection before the region's timeout, and still reuses it within.
+#[tokio::test]
+async fn a_write_after_a_quiet_spell_does_not_reuse_a_connection_the_region_timed_out() {
+    let region = KeepAliveRegion::start().await.expect("region");
+    let (admin, port) = (free_port(), free_port());
+    let config = format!(
+        r#"
+[admin]
+listen = "127.0.0.1:{admin}"
+[[services]]
+name = "orders"
+listen = "127.0.0.1:{port}"
+{QUIET}
+[[services.regions]]
+name = "westus"
+url = "{url}"
+write = true
+"#,
+        url = region.url()
+    );
+    let proxy = ProxyProcess::start(&config).await.expect("proxy starts");
+    let url = format!("http://127.0.0.1:{port}/orders");
+    for _ in 0..3 {
+        let resp = http1_client().get(&url).await.expect("GET");
+        assert_eq!(resp.status.as_u16(), 200, "{}", proxy.logs());
+    }
+    let warm = region.connections();
+    assert!(
+        warm <= 2,
+        "{warm} connections for three GETs in a row and a probe"
+    );
+    tokio::time::sleep(switchyard_tests::keep_alive_region::KEEP_ALIVE_TIMEOUT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let resp = http1_client().post(&url, "order", &[]).await.expect("POST");
+    assert_eq!(resp.status.as_u16(), 200, "{}", proxy.logs());
+    assert_eq!(resp.header("x-switchyard-attempts"), Some("1"));
+    assert_eq!(
+        region.dropped(),
+        0,
+        "a request was sent on a timed-out connection"
+    );
+    assert_eq!(region.answered(), 4);
 }
 
 /// A streamed upload that no region could take is answered before the client has sent all

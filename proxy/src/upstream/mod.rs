@@ -7,6 +7,7 @@ pub mod connect;
 mod dial;
 pub mod fault;
 mod h2_conns;
+mod keep_alive;
 pub mod pool;
 mod region_body;
 pub mod tls;

@@ -30,6 +30,7 @@ use tokio::time::Instant;
 
 use super::connect::{Connected, Connector};
 use super::h2_conns::{H2Connections, Shared, StreamSlot};
+use super::keep_alive;
 use super::region_body::{Hold, Lease, RegionBody};
 use crate::body::ProxyBody;
 
@@ -78,6 +79,8 @@ enum Opened {
 struct Idle {
     sender: http1::SendRequest<ProxyBody>,
     epoch: u32,
+    /// When the region's own keep-alive timeout is near (`keep_alive`), if it named one.
+    expires: Option<Instant>,
 }
 
 /// Why a request got no response.
@@ -182,7 +185,8 @@ impl Pool {
                 let hold = if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                     Hold::Nothing
                 } else {
-                    Hold::Connection(Lease::new(sender, self.clone()))
+                    let reuse_within = keep_alive::reuse_within(resp.headers());
+                    Hold::Connection(Lease::new(sender, self.clone(), reuse_within))
                 };
                 Ok(resp.map(|body| ProxyBody::Region(RegionBody::new(body, hold))))
             }
@@ -220,7 +224,9 @@ impl Pool {
         }
         let mut idle = lock(&self.idle);
         while let Some(conn) = idle.pop_back() {
-            if conn.sender.is_ready() {
+            // The clock is read only for connections whose region named a timeout.
+            let expired = conn.expires.is_some_and(|at| Instant::now() >= at);
+            if conn.sender.is_ready() && !expired {
                 return Some(Checkout::Http1(conn.sender));
             }
             // Closed by the region (or broken): dropped here.
@@ -333,13 +339,26 @@ impl Pool {
         })
     }
 
-    pub(super) fn checkin(&self, sender: http1::SendRequest<ProxyBody>) {
+    pub(super) fn checkin(
+        &self,
+        sender: http1::SendRequest<ProxyBody>,
+        reuse_within: Option<Duration>,
+    ) {
+        let expires = match reuse_within {
+            Some(d) if d.is_zero() => return,
+            Some(d) => Some(Instant::now() + d),
+            None => None,
+        };
         let epoch = self.epoch.load(Ordering::Relaxed);
         let mut idle = lock(&self.idle);
         if idle.len() >= MAX_IDLE {
             idle.pop_front();
         }
-        idle.push_back(Idle { sender, epoch });
+        idle.push_back(Idle {
+            sender,
+            epoch,
+            expires,
+        });
     }
 
     /// Starts the idle reaper on first use (a pool can be built outside a runtime); it ends
@@ -371,15 +390,14 @@ impl Pool {
         }
         drop(opening);
         self.http2.reap();
-        let now = self.epoch.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
-        let mut idle = lock(&self.idle);
-        // Oldest first: stop at the first connection young enough to keep.
-        while idle
-            .front()
-            .is_some_and(|c| now.wrapping_sub(c.epoch) >= 2 || c.sender.is_closed())
-        {
-            idle.pop_front();
-        }
+        let epoch = self.epoch.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        let now = Instant::now();
+        // Those idle for two epochs, closed, or that the region will close by its own timeout.
+        lock(&self.idle).retain(|c| {
+            epoch.wrapping_sub(c.epoch) < 2
+                && !c.sender.is_closed()
+                && c.expires.is_none_or(|at| at > now)
+        });
     }
 
     #[cfg(test)]
