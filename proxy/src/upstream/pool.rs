@@ -56,6 +56,8 @@ pub struct Pool {
     chose_http1: AtomicBool,
     epoch: AtomicU32,
     reaper_started: AtomicBool,
+    /// How long the region lets a connection idle, when it says (`keep_alive`).
+    keep_alive: keep_alive::Hint,
 }
 
 /// A connection being opened for every request that finds none.
@@ -131,6 +133,7 @@ impl Pool {
             chose_http1: AtomicBool::new(false),
             epoch: AtomicU32::new(0),
             reaper_started: AtomicBool::new(false),
+            keep_alive: keep_alive::Hint::default(),
         })
     }
 
@@ -185,8 +188,8 @@ impl Pool {
                 let hold = if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                     Hold::Nothing
                 } else {
-                    let reuse_within = keep_alive::reuse_within(resp.headers());
-                    Hold::Connection(Lease::new(sender, self.clone(), reuse_within))
+                    self.keep_alive.note(resp.headers());
+                    Hold::Connection(Lease::new(sender, self.clone()))
                 };
                 Ok(resp.map(|body| ProxyBody::Region(RegionBody::new(body, hold))))
             }
@@ -339,12 +342,8 @@ impl Pool {
         })
     }
 
-    pub(super) fn checkin(
-        &self,
-        sender: http1::SendRequest<ProxyBody>,
-        reuse_within: Option<Duration>,
-    ) {
-        let expires = match reuse_within {
+    pub(super) fn checkin(&self, sender: http1::SendRequest<ProxyBody>) {
+        let expires = match self.keep_alive.reuse_within() {
             Some(d) if d.is_zero() => return,
             Some(d) => Some(Instant::now() + d),
             None => None,

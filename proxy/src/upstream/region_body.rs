@@ -6,7 +6,6 @@
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -22,21 +21,11 @@ use crate::body::{BodyError, ProxyBody};
 pub(super) struct Lease {
     sender: http1::SendRequest<ProxyBody>,
     pool: Arc<Pool>,
-    /// How long the connection may then stay idle, when the region said (`keep_alive`).
-    reuse_within: Option<Duration>,
 }
 
 impl Lease {
-    pub(super) fn new(
-        sender: http1::SendRequest<ProxyBody>,
-        pool: Arc<Pool>,
-        reuse_within: Option<Duration>,
-    ) -> Self {
-        Lease {
-            sender,
-            pool,
-            reuse_within,
-        }
+    pub(super) fn new(sender: http1::SendRequest<ProxyBody>, pool: Arc<Pool>) -> Self {
+        Lease { sender, pool }
     }
 
     /// Returns the connection to the pool once it can take the next request. It usually can
@@ -44,13 +33,13 @@ impl Lease {
     /// written, a task waits for it.
     fn release(mut self) {
         if self.sender.is_ready() {
-            self.pool.checkin(self.sender, self.reuse_within);
+            self.pool.checkin(self.sender);
         } else if !self.sender.is_closed()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             runtime.spawn(async move {
                 if self.sender.ready().await.is_ok() {
-                    self.pool.checkin(self.sender, self.reuse_within);
+                    self.pool.checkin(self.sender);
                 }
             });
         }
