@@ -63,7 +63,27 @@ pub fn attr(attributes: &[KeyValue], key: &str) -> Option<String> {
     })
 }
 
+/// The value of attribute `key` when it was exported as an integer.
+pub fn int_attr(attributes: &[KeyValue], key: &str) -> Option<i64> {
+    match attributes
+        .iter()
+        .find(|kv| kv.key == key)?
+        .value
+        .as_ref()?
+        .value
+        .as_ref()?
+    {
+        any_value::Value::IntValue(i) => Some(*i),
+        _ => None,
+    }
+}
+
 impl CollectedSpan {
+    /// Attribute `key` when it was exported as an integer (`None` for a number sent as text).
+    pub fn int_attr(&self, key: &str) -> Option<i64> {
+        int_attr(&self.span.attributes, key)
+    }
+
     pub fn name(&self) -> &str {
         &self.span.name
     }

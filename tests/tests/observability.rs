@@ -70,7 +70,11 @@ async fn a_request_is_traced_across_a_failover_and_the_region_continues_the_trac
     let resp = http1_client()
         .get_with(
             &cfg.url("/orders/7?expand=1"),
-            &[("traceparent", &incoming), ("tracestate", "vendor=abc")],
+            &[
+                ("traceparent", &incoming),
+                ("tracestate", "vendor=abc"),
+                ("tracestate", "other=1"),
+            ],
         )
         .await
         .expect("GET");
@@ -120,6 +124,9 @@ async fn a_request_is_traced_across_a_failover_and_the_region_continues_the_trac
             "server span {key}: {server:#?}"
         );
     }
+    // Numbers go as numbers (OpenTelemetry's conventions; a backend's `>= 500` query needs it).
+    assert_eq!(server.int_attr("http.response.status_code"), Some(200));
+    assert_eq!(server.int_attr("switchyard.attempts"), Some(2));
     assert_eq!(server.attr("error.type"), None);
     assert_eq!(
         server.event_names(),
@@ -175,6 +182,9 @@ async fn a_request_is_traced_across_a_failover_and_the_region_continues_the_trac
         Some("200")
     );
     assert_eq!(second.attr("error.type"), None);
+    assert_eq!(second.int_attr("http.response.status_code"), Some(200));
+    assert_eq!(second.int_attr("switchyard.attempt"), Some(2));
+    assert_eq!(second.int_attr("server.port"), Some(i64::from(east.port())));
 
     // The region continues the same trace, as a child of the attempt that reached it.
     let seen = east.last_request().expect("eastus got the request");
@@ -183,7 +193,8 @@ async fn a_request_is_traced_across_a_failover_and_the_region_continues_the_trac
         (t.as_str(), parent, flags.as_str()),
         (trace_id, second.span_id(), "01")
     );
-    assert_eq!(seen.header("tracestate"), Some("vendor=abc"));
+    // Both of the client's `tracestate` lines, as one list (W3C Trace Context).
+    assert_eq!(seen.header("tracestate"), Some("vendor=abc,other=1"));
 
     // Log lines inside the request carry its trace id.
     let logged = wait_until(WAIT, || {

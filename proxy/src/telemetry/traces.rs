@@ -14,9 +14,10 @@ use std::sync::OnceLock;
 
 use http::header::HeaderMap;
 use http::{Method, StatusCode, Uri, Version};
+use opentelemetry::propagation::Extractor;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::TraceContextExt;
-use opentelemetry_http::{HeaderExtractor, HeaderInjector};
+use opentelemetry_http::HeaderInjector;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing::Span;
 use tracing::field::Empty;
@@ -130,11 +131,57 @@ pub fn server_span(req: &Incoming<'_>) -> Span {
     if !span.is_disabled()
         && let Some(propagator) = PROPAGATOR.get()
     {
-        let parent = propagator.extract(&HeaderExtractor(req.headers));
+        let parent = propagator.extract(&ClientContext::of(req.headers));
         // Fails only for a span that already started, which this one has not.
         let _ = span.set_parent(parent);
     }
     span
+}
+
+/// The client's trace context as the propagator reads it. OpenTelemetry's own header
+/// extractor takes the first `tracestate` line only, and the attempt's context replaces the
+/// client's on the way to the region, so list members in later lines were lost: W3C Trace
+/// Context makes several `tracestate` lines one list, in order.
+struct ClientContext<'a> {
+    headers: &'a HeaderMap,
+    /// The lines joined, when there are several (rare: no allocation otherwise).
+    tracestate: Option<String>,
+}
+
+impl<'a> ClientContext<'a> {
+    fn of(headers: &'a HeaderMap) -> Self {
+        let mut lines = headers.get_all(TRACESTATE).iter();
+        let tracestate = match (lines.next(), lines.next()) {
+            (Some(_), Some(_)) => {
+                let values: Option<Vec<&str>> = headers
+                    .get_all(TRACESTATE)
+                    .iter()
+                    .map(|v| v.to_str().ok())
+                    .collect();
+                values.map(|v| v.join(","))
+            }
+            _ => None,
+        };
+        ClientContext {
+            headers,
+            tracestate,
+        }
+    }
+}
+
+impl Extractor for ClientContext<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        if key == TRACESTATE.as_str()
+            && let Some(joined) = &self.tracestate
+        {
+            return Some(joined);
+        }
+        self.headers.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.headers.keys().map(|k| k.as_str()).collect()
+    }
 }
 
 /// Records the response the client gets: status, the region and attempts the sidecar stamped
@@ -144,12 +191,12 @@ pub fn record_response(span: &Span, status: StatusCode, headers: &HeaderMap) {
         return;
     }
     let header = |name: &http::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    span.record("http.response.status_code", status.as_u16());
+    span.record("http.response.status_code", i64::from(status.as_u16()));
     if let Some(region) = header(&X_SWITCHYARD_REGION) {
         span.record("switchyard.region", region);
     }
     if let Some(attempts) = header(&X_SWITCHYARD_ATTEMPTS).and_then(|a| a.parse::<u32>().ok()) {
-        span.record("switchyard.attempts", attempts);
+        span.record("switchyard.attempts", i64::from(attempts));
     }
     if headers.contains_key(&X_SWITCHYARD_DEGRADED) {
         span.record("switchyard.degraded", true);
@@ -189,9 +236,9 @@ pub fn attempt_span(
         otel.status_code = Empty,
         http.request.method = method,
         server.address = address,
-        server.port = port,
+        server.port = port.map(i64::from),
         switchyard.region = region,
-        switchyard.attempt = attempt,
+        switchyard.attempt = i64::from(attempt),
         http.response.status_code = Empty,
         error.type = Empty,
     )
@@ -203,7 +250,7 @@ pub fn record_attempt(span: &Span, status: Option<StatusCode>, failure: Option<F
         return;
     }
     if let Some(status) = status {
-        span.record("http.response.status_code", status.as_u16());
+        span.record("http.response.status_code", i64::from(status.as_u16()));
     }
     if let Some(kind) = failure {
         span.record("error.type", kind.as_str());
@@ -259,7 +306,7 @@ pub fn decision_event(decision: &Decision) {
         Decision::Pin(region) => tracing::info!(target: TARGET,
             { switchyard.decision = "pin", switchyard.region = region.as_str() }, "policy decision"),
         Decision::Local(local) => tracing::info!(target: TARGET,
-            { switchyard.decision = "local", http.response.status_code = local.status.as_u16() }, "policy decision"),
+            { switchyard.decision = "local", http.response.status_code = i64::from(local.status.as_u16()) }, "policy decision"),
     }
 }
 
