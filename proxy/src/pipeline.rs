@@ -31,9 +31,11 @@ use crate::write_gate;
 
 mod answer;
 mod attempt;
+mod unanswered;
 
 use answer::{answered, closing, unavailable, unforwarded};
 use attempt::{Attempt, AttemptClock, send_attempt};
+use unanswered::Unanswered;
 
 /// What the listener knows about the client connection.
 #[derive(Debug, Clone)]
@@ -122,9 +124,11 @@ pub fn handle(
     });
     let head_request = req.method() == Method::HEAD;
     async move {
-        let mut resp = respond(svc.clone(), req, conn, started)
+        let mut unanswered = Unanswered::new(&svc, &span, started);
+        let mut resp = respond(svc.clone(), req, conn, started, &unanswered)
             .instrument(span.clone())
             .await;
+        unanswered.answered();
         // Two comparisons first: the header lookup only for HEAD and the no-content statuses.
         if (head_request || degraded::has_no_content(resp.status()))
             && resp.headers().contains_key(headers::X_SWITCHYARD_DEGRADED)
@@ -153,12 +157,13 @@ fn observe(svc: &Service, span: &tracing::Span, resp: &Response<ProxyBody>, elap
     traces::record_response(span, resp.status(), headers);
 }
 
-fn respond(
+fn respond<'a>(
     svc: Arc<Service>,
     mut req: Request<Incoming>,
     conn: ConnInfo,
     started: Instant,
-) -> impl Future<Output = Response<ProxyBody>> + Send + 'static {
+    unanswered: &'a Unanswered<'a>,
+) -> impl Future<Output = Response<ProxyBody>> + Send + 'a {
     let client_upgrade = headers::is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     async move {
@@ -247,10 +252,9 @@ fn respond(
             upgrade: client_upgrade.is_some(),
         };
 
-        let mut attempts = 0u32;
         let upload = payload.upload_handle();
-        let outcome =
-            attempt_loop(&svc, &parts, &fwd, &order, payload, deadline, &mut attempts).await;
+        let outcome = attempt_loop(&svc, &parts, &fwd, &order, payload, deadline, unanswered).await;
+        let attempts = unanswered.attempts();
 
         let own_answer = match outcome {
             Outcome::Answered { region, resp } => {
@@ -280,7 +284,7 @@ async fn attempt_loop(
     order: &[usize],
     mut payload: RequestPayload,
     deadline: Instant,
-    attempts: &mut u32,
+    unanswered: &Unanswered<'_>,
 ) -> Outcome {
     let retry = &svc.config.retry;
     let has_key = parts.headers.contains_key(IDEMPOTENCY_KEY);
@@ -302,7 +306,7 @@ async fn attempt_loop(
                 last: Some(FailureKind::Timeout),
             };
         }
-        *attempts += 1;
+        let attempts = unanswered.attempt_at(region);
         let Ok(uri) = upstream.uri(parts.uri.path_and_query()) else {
             return Outcome::Failed { last };
         };
@@ -319,13 +323,13 @@ async fn attempt_loop(
             deadline,
             upload: payload.upload(),
         };
-        let sent = send_attempt(svc, region, *attempts, request, clock).await;
+        let sent = send_attempt(svc, region, attempts, request, clock).await;
         let failure = match sent {
             Attempt::Done(Ok(resp)) if resp.status().is_server_error() => {
                 let status = resp.status().as_u16();
                 svc.health.report_failure(region);
                 let kind = FailureKind::Status(status);
-                if !should_retry(svc, &parts.method, has_key, kind, *attempts, &payload) {
+                if !should_retry(svc, &parts.method, has_key, kind, attempts, &payload) {
                     return Outcome::Answered { region, resp };
                 }
                 kind
@@ -363,7 +367,7 @@ async fn attempt_loop(
             if matches!(failure, FailureKind::Connect | FailureKind::Timeout) {
                 dead[region] = true;
             }
-            if !should_retry(svc, &parts.method, has_key, failure, *attempts, &payload) {
+            if !should_retry(svc, &parts.method, has_key, failure, attempts, &payload) {
                 return Outcome::Failed { last };
             }
         }

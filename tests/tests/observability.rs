@@ -674,6 +674,59 @@ async fn a_plugin_fault_is_counted_and_shows_on_the_request_span() {
     );
 }
 
+/// A client that gives up before its answer (its own timeout during a brownout) is counted:
+/// the request as code 499 under the region it was waiting for, with its time in the
+/// duration histogram, and its attempt as `cancelled`. Before, such requests appeared in no
+/// metric at all, though each reached the region (round 12).
+#[tokio::test]
+async fn requests_the_client_gave_up_on_are_counted_as_499_and_cancelled_attempts() {
+    let west = FakeRegion::new("westus")
+        .mode(Mode::Slow(Duration::from_secs(3)))
+        .start()
+        .await;
+    let cfg = TestConfig::new(&[&west]).service(TRAFFIC_DRIVEN_HEALTH);
+    let proxy = ProxyProcess::start(&cfg.render())
+        .await
+        .expect("proxy starts");
+    let impatient = http1_client().with_timeout(Duration::from_millis(300));
+    for i in 0..3 {
+        let gave_up = impatient.get(&cfg.url(&format!("/o/{i}"))).await;
+        assert!(
+            gave_up.is_err(),
+            "the client's own timeout ends request {i}"
+        );
+    }
+    let west_labels = [("service", "orders"), ("region", "westus")];
+    let cancelled = [
+        ("service", "orders"),
+        ("region", "westus"),
+        ("outcome", "cancelled"),
+    ];
+    let client_closed = [("service", "orders"), ("region", "westus"), ("code", "499")];
+    let counted = eventually(WAIT, Duration::from_millis(50), || async {
+        scrape(&proxy)
+            .await
+            .value("switchyard_requests_total", &client_closed)
+            == Some(3.0)
+    })
+    .await;
+    let m = scrape(&proxy).await;
+    assert!(counted, "{m:?}\n{}", proxy.logs());
+    assert_eq!(
+        m.value("switchyard_upstream_attempts_total", &cancelled),
+        Some(3.0)
+    );
+    assert_eq!(
+        m.value("switchyard_request_duration_seconds_count", &west_labels),
+        Some(3.0)
+    );
+    assert_eq!(
+        west.requests_for("GET"),
+        3,
+        "each request reached the region"
+    );
+}
+
 /// A `/metrics` scrape, parsed and checked.
 async fn scrape(proxy: &ProxyProcess) -> Scrape {
     let resp = proxy.admin_get("/metrics").await.expect("GET /metrics");

@@ -14,6 +14,8 @@ use crate::error::FailureKind;
 use crate::service::Service;
 use crate::telemetry::traces;
 
+use super::unanswered::InFlight;
+
 /// How one attempt ended (one per attempt, on the stack: see `Outcome`).
 #[allow(clippy::large_enum_variant)]
 pub(super) enum Attempt {
@@ -53,6 +55,7 @@ pub(super) async fn send_attempt(
         upstream.host_header(),
     );
     traces::inject(&span, request.headers_mut());
+    let mut in_flight = InFlight::new(svc, region);
     let until = (clock.started + clock.per_try).min(clock.deadline);
     let sent = match clock.upload {
         // The common case, a body read whole before the first attempt (or none): one timer.
@@ -69,6 +72,7 @@ pub(super) async fn send_attempt(
             Box::pin(send_streaming(send, until, &clock, upload)).await
         }
     };
+    in_flight.done();
     let (status, failure) = match &sent {
         Attempt::Done(Ok(resp)) if resp.status().is_server_error() => (
             Some(resp.status()),

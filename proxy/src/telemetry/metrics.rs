@@ -31,8 +31,9 @@ const DURATION_BUCKETS: [f64; 16] = [
     30.0,
 ];
 
-/// Every `outcome` of `switchyard_upstream_attempts_total`: "ok" then the failure kinds.
-pub(super) const OUTCOMES: [&str; 7] = [
+/// Every `outcome` of `switchyard_upstream_attempts_total`: "ok", the failure kinds, then
+/// "cancelled" (the client went away while the attempt was in flight).
+pub(super) const OUTCOMES: [&str; 8] = [
     "ok",
     "connect-failure",
     "refused-stream",
@@ -40,7 +41,10 @@ pub(super) const OUTCOMES: [&str; 7] = [
     "timeout",
     "5xx",
     "error",
+    "cancelled",
 ];
+/// The index of "cancelled" in [`OUTCOMES`].
+pub(super) const CANCELLED: usize = 7;
 
 pub(super) fn outcome_index(outcome: Option<FailureKind>) -> usize {
     match outcome {
@@ -149,7 +153,7 @@ impl Metrics {
         // Counter names go in without `_total`: the encoder adds it to the samples.
         registry.register(
             "switchyard_requests",
-            "Responses sent to clients, by the region that answered (\"none\" when the sidecar answered itself) and status code",
+            "Requests, by the region that answered (\"none\" when the sidecar answered itself) and status code; code 499: the client went away before its answer (region: the one it was waiting for)",
             requests.clone(),
         );
         registry.register(
@@ -159,7 +163,7 @@ impl Metrics {
         );
         registry.register(
             "switchyard_upstream_attempts",
-            "Attempts sent to regions, by outcome (ok, connect-failure, refused-stream, reset, timeout, 5xx, error)",
+            "Attempts sent to regions, by outcome (ok, connect-failure, refused-stream, reset, timeout, 5xx, error, cancelled: the client went away first)",
             attempts.clone(),
         );
         registry.register(

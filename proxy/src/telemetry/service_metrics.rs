@@ -9,8 +9,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 
 use super::metrics::{
-    AttemptLabels, Metrics, NO_REGION, OUTCOMES, RegionLabels, RequestLabels, ServiceLabels,
-    metrics, outcome_index,
+    AttemptLabels, CANCELLED, Metrics, NO_REGION, OUTCOMES, RegionLabels, RequestLabels,
+    ServiceLabels, metrics, outcome_index,
 };
 use crate::error::FailureKind;
 
@@ -122,6 +122,14 @@ impl ServiceMetrics {
     pub fn attempt(&self, region: usize, outcome: Option<FailureKind>) {
         if let Some(counters) = self.attempts.get(region) {
             counters[outcome_index(outcome)].inc();
+        }
+    }
+
+    /// Counts an attempt the client did not wait for: it went away while the attempt was in
+    /// flight (the request reached the region, and what became of it is unknown).
+    pub fn attempt_cancelled(&self, region: usize) {
+        if let Some(counters) = self.attempts.get(region) {
+            counters[CANCELLED].inc();
         }
     }
 

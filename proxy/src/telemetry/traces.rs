@@ -213,6 +213,13 @@ pub fn record_response(span: &Span, status: StatusCode, headers: &HeaderMap) {
     }
 }
 
+/// Marks the server span of a request whose client went away before its answer.
+pub fn record_cancelled(span: &Span) {
+    if !span.is_disabled() {
+        span.record("error.type", "cancelled");
+    }
+}
+
 /// The client span of one attempt, a child of the current (server) span.
 pub fn attempt_span(
     region: &str,
