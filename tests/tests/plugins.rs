@@ -694,6 +694,47 @@ async fn reload_picks_up_a_changed_plugin_file_under_load_without_failing_a_requ
     assert_eq!(west.requests() + east.requests(), 0);
 }
 
+/// A reload whose plugin refuses its `init` is refused, the running plugin keeps answering,
+/// and the refusal is counted as `kind="init"`: before, a rollout of a bad plugin config by
+/// SIGHUP showed only in the log (round 12).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_refused_by_a_plugin_s_init_is_counted_and_keeps_the_running_plugin() {
+    let (west, east) = two_regions().await;
+    let dir = ProxyProcess::new_dir().expect("temp dir");
+    let file = copy_plugin("decider", dir.path(), "policy.wasm").expect("copy");
+    let config = TestConfig::new(&[&west, &east]).plugin(
+        &file,
+        "fail-closed",
+        r#"{ decision = "local:200:before" }"#,
+    );
+    let proxy = ProxyProcess::builder(&config.render())
+        .dir(dir)
+        .start()
+        .await
+        .expect("proxy starts");
+    let init_errors = "switchyard_plugin_errors_total{plugin=\"policy\",kind=\"init\"}";
+    assert_eq!(metric(&proxy, init_errors).await, Some(0.0));
+
+    let staged = proxy.dir().join("policy.wasm.new");
+    std::fs::copy(wasm("init_fail"), &staged).expect("stage");
+    std::fs::rename(&staged, &file).expect("swap");
+    let reloaded = proxy.admin_post("/reload", "").await.expect("reload");
+    assert_eq!(reloaded.status, 400, "{}", reloaded.text());
+    assert!(
+        reloaded.text().contains("refuses every config"),
+        "{}",
+        reloaded.text()
+    );
+
+    assert_eq!(get(&config, "/", &[]).await.text(), "before");
+    assert_eq!(
+        metric(&proxy, init_errors).await,
+        Some(1.0),
+        "{}",
+        proxy.logs()
+    );
+}
+
 /// `switchyard.toml:LINE:COL` of the `path` value of the plugin entry for `file` in `config`.
 fn entry(config: &str, file: &std::path::Path) -> String {
     let line = format!("path = {:?}", file.display().to_string());

@@ -65,8 +65,14 @@ pub fn load(svc: &ServiceConfig, slot: usize, cfg: &PluginConfig) -> Result<Inst
     ));
     let kinds = FaultKind::ALL.map(FaultKind::as_str);
     crate::telemetry::metrics().prepare_plugin_errors(&shared.name, &kinds);
+    let name = shared.name.clone();
     let instances = Instances::new(pre, cfg.config.to_string(), shared);
-    instances.prewarm(PREWARM).map_err(|f| f.message)?;
+    // Counted here too, not only when a running plugin's fresh instance fails `init`: a
+    // reload refused for a plugin's bad config is otherwise visible only in the log.
+    instances.prewarm(PREWARM).map_err(|f| {
+        crate::telemetry::metrics().plugin_error(&name, FaultKind::Init.as_str());
+        f.message
+    })?;
     Ok(instances)
 }
 
