@@ -289,6 +289,16 @@ async fn region_action(
         Ok(found) => found,
         Err(resp) => return resp,
     };
+    // Drain and undrain take no parameters: a body that carries some is a mistake to report,
+    // as the switchboard does for keys it does not know.
+    if matches!(action, "drain" | "undrain")
+        && !(body.is_null() || body.as_object().is_some_and(|o| o.is_empty()))
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("{action} takes no parameters: send no body or {{}}"),
+        );
+    }
     let service = entry.slot.load_full();
     let event = match (action, method) {
         ("drain", _) => HealthEvent::Drain {
@@ -365,10 +375,11 @@ fn parse_fault(body: &Value) -> Result<Fault, String> {
             };
             let percent = match body.get("percent") {
                 None => 100,
+                // 0 would inject nothing while `/status` showed the region as faulted.
                 Some(v) => v
                     .as_u64()
-                    .filter(|p| *p <= 100)
-                    .ok_or("\"percent\" must be 0-100")?,
+                    .filter(|p| (1..=100).contains(p))
+                    .ok_or("\"percent\" must be 1-100 (DELETE clears a fault)")?,
             };
             let status = StatusCode::from_u16(status as u16).map_err(|e| e.to_string())?;
             Ok(Fault::Error {
@@ -380,8 +391,8 @@ fn parse_fault(body: &Value) -> Result<Fault, String> {
             let ms = body
                 .get("delay_ms")
                 .and_then(Value::as_u64)
-                .filter(|ms| *ms <= 600_000)
-                .ok_or("\"delay_ms\" must be a number of milliseconds up to 600000")?;
+                .filter(|ms| (1..=600_000).contains(ms))
+                .ok_or("\"delay_ms\" must be a number of milliseconds, 1 to 600000")?;
             Ok(Fault::Delay(Duration::from_millis(ms)))
         }
         other => Err(format!(
@@ -518,6 +529,8 @@ mod tests {
             Ok(Fault::Delay(Duration::from_millis(500)))
         );
         assert!(parse_fault(&json!({"mode": "error", "percent": 101})).is_err());
+        assert!(parse_fault(&json!({"mode": "error", "percent": 0})).is_err());
+        assert!(parse_fault(&json!({"mode": "delay", "delay_ms": 0})).is_err());
         assert!(parse_fault(&json!({"mode": "error", "status": 101})).is_err());
         assert!(parse_fault(&json!({"mode": "down", "extra": 1})).is_err());
         assert!(parse_fault(&json!({"mode": "delay", "status": 503, "delay_ms": 5})).is_err());

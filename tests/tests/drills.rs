@@ -191,8 +191,28 @@ async fn bad_admin_input_gets_a_4xx_with_a_json_error_and_changes_nothing() {
     let proxy = ProxyProcess::start(&config.render())
         .await
         .expect("proxy starts");
-    let cases: [(Method, &str, &str, u16); 10] = [
+    let cases: [(Method, &str, &str, u16); 13] = [
         (Method::POST, "/services/nope/regions/westus/drain", "", 404),
+        // A fault that injects nothing would still show the region as faulted.
+        (
+            Method::POST,
+            "/services/orders/regions/westus/fault",
+            r#"{"mode":"error","percent":0}"#,
+            400,
+        ),
+        (
+            Method::POST,
+            "/services/orders/regions/westus/fault",
+            r#"{"mode":"delay","delay_ms":0}"#,
+            400,
+        ),
+        // Drain takes no parameters, so one given is a mistake (round 12).
+        (
+            Method::POST,
+            "/services/orders/regions/westus/drain",
+            r#"{"region":"eastus"}"#,
+            400,
+        ),
         (Method::POST, "/services/orders/regions/nope/drain", "", 404),
         (
             Method::POST,
