@@ -101,6 +101,10 @@ enum Outcome {
     ClientTooSlow,
 }
 
+/// Marks the answer to a request no region could serve (see `observe`).
+#[derive(Clone, Copy)]
+struct NoRegionServed;
+
 /// Serves one request inside its server span, and counts it.
 ///
 /// `handle` and `respond` are plain functions returning an `async move` block rather than
@@ -149,9 +153,13 @@ fn observe(svc: &Service, span: &tracing::Span, resp: &Response<ProxyBody>, elap
         .and_then(|v| v.to_str().ok())
         .and_then(|name| svc.metrics.region_index(name));
     svc.metrics.request(region, resp.status().as_u16(), elapsed);
-    // Answers the sidecar made itself, except client errors (a malformed request, a plugin's
-    // 403 or 429): those say nothing about the regions.
-    if headers.contains_key(headers::X_SWITCHYARD_DEGRADED) && !resp.status().is_client_error() {
+    // Answers the sidecar made itself: each one made because no region could serve, whatever
+    // its status (a degraded answer may be configured as a 429, a plugin's as a 404), and the
+    // others except client errors (a malformed request, a plugin's 403), which say nothing
+    // about the regions.
+    if headers.contains_key(headers::X_SWITCHYARD_DEGRADED)
+        && (!resp.status().is_client_error() || resp.extensions().get::<NoRegionServed>().is_some())
+    {
         svc.metrics.degraded();
     }
     traces::record_response(span, resp.status(), headers);
@@ -260,7 +268,11 @@ fn respond<'a>(
             Outcome::Answered { region, resp } => {
                 return answered(&svc, &head, region, resp, attempts, client_upgrade, upload);
             }
-            Outcome::Failed { last } => unavailable(&svc, &head, last, attempts),
+            Outcome::Failed { last } => {
+                let mut resp = unavailable(&svc, &head, last, attempts);
+                resp.extensions_mut().insert(NoRegionServed);
+                resp
+            }
             Outcome::ClientTooSlow => degraded::error_response(
                 StatusCode::REQUEST_TIMEOUT,
                 "request-body-timeout",

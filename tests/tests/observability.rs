@@ -727,6 +727,39 @@ async fn requests_the_client_gave_up_on_are_counted_as_499_and_cancelled_attempt
     );
 }
 
+/// An answer made because no region could serve counts as degraded whatever its status: a
+/// service whose degraded answer is a 429 (round 12: a degraded-mode rule's 418) was left
+/// out, as the sidecar's other 4xx answers (a malformed request) rightly are.
+#[tokio::test]
+async fn a_degraded_answer_with_a_client_error_status_is_still_counted() {
+    let west = FakeRegion::new("westus").mode(Mode::Killed).start().await;
+    let cfg = TestConfig::new(&[&west])
+        .service("[services.degraded]\nstatus = 429\nbody = \"busy\"\nretry_after = \"5s\"");
+    let proxy = ProxyProcess::start(&cfg.render())
+        .await
+        .expect("proxy starts");
+    let degraded = [("service", "orders")];
+    for i in 0..2 {
+        let resp = http1_client()
+            .get(&cfg.url(&format!("/o/{i}")))
+            .await
+            .expect("GET");
+        assert_eq!(resp.status.as_u16(), 429, "{}", proxy.logs());
+        assert_eq!(resp.header("x-switchyard-degraded"), Some("1"));
+    }
+    // A malformed request is the client's fault, not a degradation.
+    let bad = switchyard_tests::raw_http(cfg.addr(), b"GET / HTTP/1.1\r\n\r\n")
+        .await
+        .expect("raw request");
+    assert!(bad.starts_with("HTTP/1.1 400"), "{bad}");
+    let m = scrape(&proxy).await;
+    assert_eq!(
+        m.value("switchyard_degraded_responses_total", &degraded),
+        Some(2.0),
+        "{m:?}"
+    );
+}
+
 /// A `/metrics` scrape, parsed and checked.
 async fn scrape(proxy: &ProxyProcess) -> Scrape {
     let resp = proxy.admin_get("/metrics").await.expect("GET /metrics");

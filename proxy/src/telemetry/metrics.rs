@@ -198,7 +198,7 @@ impl Metrics {
         );
         registry.register(
             "switchyard_degraded_responses",
-            "Responses the sidecar made itself (x-switchyard-degraded: 1), client errors (4xx) excepted",
+            "Responses the sidecar made itself (x-switchyard-degraded: 1): all made because no region could serve, others except client errors (4xx)",
             degraded.clone(),
         );
         registry.register(
