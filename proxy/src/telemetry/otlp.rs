@@ -125,7 +125,8 @@ pub fn resolve(configured: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -
         (None, None, None) => return None,
     };
     let uri: Option<http::Uri> = url.parse().ok();
-    let path = uri.as_ref().map_or("", |u| u.path());
+    // A trailing slash (`.../v1/traces/`) names the same path: it chose gRPC (round 12).
+    let path = uri.as_ref().map_or("", |u| u.path()).trim_end_matches('/');
     let transport = match env(TRACES_PROTOCOL_ENV)
         .or_else(|| env(PROTOCOL_ENV))
         .as_deref()
@@ -136,10 +137,9 @@ pub fn resolve(configured: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -
         _ if path.ends_with("/v1/traces") => Transport::HttpProtobuf,
         _ => Transport::Grpc,
     };
-    let url = if transport == Transport::HttpProtobuf
-        && !signal_specific
-        && !path.ends_with("/v1/traces")
-    {
+    let url = if transport == Transport::HttpProtobuf && path.ends_with("/v1/traces") {
+        url.trim_end_matches('/').to_owned()
+    } else if transport == Transport::HttpProtobuf && !signal_specific {
         format!("{}/v1/traces", url.trim_end_matches('/'))
     } else {
         url
@@ -420,6 +420,13 @@ mod tests {
         );
         assert_eq!(
             resolve_with(Some("https://otlp.example.com/v1/traces"), &[]),
+            target(
+                "https://otlp.example.com/v1/traces",
+                Transport::HttpProtobuf
+            )
+        );
+        assert_eq!(
+            resolve_with(Some("https://otlp.example.com/v1/traces/"), &[]),
             target(
                 "https://otlp.example.com/v1/traces",
                 Transport::HttpProtobuf
