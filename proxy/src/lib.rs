@@ -5,13 +5,16 @@
 //!
 //! - [`config`]: TOML -> validated [`config::Config`], every error with `FILE:LINE:COL`.
 //! - [`app`], [`server`], [`framing`]: listeners (HTTP/1.1, h2c, TLS with ALPN), the first-bytes
-//!   timeout, graceful drain.
+//!   timeout, graceful drain (`server/stamp_errors.rs`: hyper's own 400/414/431 answers get
+//!   the contract's headers).
 //! - [`pipeline`]: one request: decide -> select -> attempts (`pipeline/attempt.rs`: one
-//!   attempt under its timer) -> respond (`pipeline/answer.rs`: what goes back to the client).
+//!   attempt under its timer) -> respond (`pipeline/answer.rs`: what goes back to the client;
+//!   `pipeline/unanswered.rs`: requests whose client went away are counted too).
 //! - [`policy`], [`plugin`]: who decides where a request goes (built-in or WebAssembly).
 //! - [`router`]: decision + health snapshot -> ordered regions.
 //! - [`retry`]: the write-safety rule and the retry budget.
-//! - [`upstream`]: pooled clients per region, rustls, drill faults.
+//! - [`upstream`]: pooled clients per region (`upstream/dial.rs`: a name's addresses raced;
+//!   `upstream/keep_alive.rs`: a region's own idle timeout), rustls, drill faults.
 //! - [`request_body`], [`body`], [`headers`], [`upgrade`]: what crosses the proxy and how
 //!   (`body/stall.rs`: a region body that stops part-way is cut off after `per_try_timeout`).
 //! - [`degraded`], [`stale`]: responses the sidecar makes itself, the stale-if-error cache.
