@@ -186,6 +186,7 @@ impl Body for ProxyBody {
                     // As for `Capture`: the last frame of a body of known length is its end.
                     Poll::Ready(Some(Ok(_))) if u.inner.is_end_stream() => u.progress.finish(),
                     Poll::Ready(None) => u.progress.finish(),
+                    Poll::Ready(Some(Err(_))) => u.progress.fail(),
                     Poll::Ready(Some(_)) => u.progress.set_waiting_on_client(false),
                 }
                 polled

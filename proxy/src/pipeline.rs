@@ -99,6 +99,8 @@ enum Outcome {
     Failed { last: Option<FailureKind> },
     /// The client did not finish sending its body before the request deadline.
     ClientTooSlow,
+    /// The client's streamed body broke off: it went away mid-upload.
+    ClientGone,
 }
 
 /// Marks the answer to a request no region could serve (see `observe`).
@@ -278,6 +280,12 @@ fn respond<'a>(
                 "request-body-timeout",
                 attempts,
             ),
+            // As nginx answers a client that closes mid-body; it is rarely there to read it.
+            Outcome::ClientGone => degraded::error_response(
+                StatusCode::BAD_REQUEST,
+                "request-body-incomplete",
+                attempts,
+            ),
         };
         // A streamed body (over `buffer_body_limit`) not read to its end: hyper closes the
         // connection rather than read the rest, so the answer says so (see `unforwarded`).
@@ -370,6 +378,8 @@ async fn attempt_loop(
                 FailureKind::Timeout
             }
             Attempt::ClientTooSlow => return Outcome::ClientTooSlow,
+            // Not the region's failure: nothing reported against it, nothing to resend.
+            Attempt::ClientGone => return Outcome::ClientGone,
         };
         last = Some(failure);
         if !matches!(failure, FailureKind::Status(_)) {

@@ -288,6 +288,84 @@ buffer_body_limit = "1KiB"
     assert_eq!(state.as_deref(), Some("healthy"));
 }
 
+/// A client that goes away halfway through a streamed upload breaks the request to the
+/// region; that is the client's doing. Three such aborts ejected a healthy primary and
+/// failed the service over, each counted as a region reset and a degraded 502 (round 13).
+/// Now each is a cancelled attempt and the region stays in service.
+#[tokio::test]
+async fn clients_that_abort_their_uploads_are_not_blamed_on_the_region() {
+    use tokio::io::AsyncWriteExt;
+    let west = FakeRegion::new("westus").start().await;
+    let east = FakeRegion::new("northeurope").start().await;
+    let config = TestConfig::new(&[&west, &east]).service(
+        r#"[services.health]
+interval = "30s"
+[services.outlier]
+consecutive_failures = 1
+[services.retry]
+buffer_body_limit = "1KiB"
+"#,
+    );
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
+    for _ in 0..3 {
+        let mut conn = tokio::net::TcpStream::connect(config.addr())
+            .await
+            .expect("connect");
+        conn.write_all(b"POST /upload HTTP/1.1\r\nHost: orders\r\nContent-Length: 100000\r\n\r\n")
+            .await
+            .expect("head");
+        conn.write_all(&[b'u'; 5000])
+            .await
+            .expect("part of the body");
+        // Past the 50 ms pause after which the body streams to the region.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(conn);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let attempts = |outcome: &'static str| {
+        let proxy = &proxy;
+        async move {
+            let text = proxy.metrics().await.unwrap_or_default();
+            let line = format!(
+                "switchyard_upstream_attempts_total{{service=\"orders\",region=\"westus\",outcome=\"{outcome}\"}} "
+            );
+            text.lines()
+                .find_map(|l| l.strip_prefix(&line))
+                .and_then(|v| v.parse::<f64>().ok())
+        }
+    };
+    let counted = switchyard_tests::eventually(
+        Duration::from_secs(5),
+        Duration::from_millis(50),
+        || async { attempts("cancelled").await == Some(3.0) },
+    )
+    .await;
+    assert!(
+        counted,
+        "{:?}\n{}",
+        attempts("cancelled").await,
+        proxy.logs()
+    );
+    assert_eq!(attempts("reset").await, Some(0.0));
+    let state = proxy
+        .region_state("orders", "westus")
+        .await
+        .expect("status");
+    assert_eq!(state.as_deref(), Some("healthy"), "{}", proxy.logs());
+    let metrics = proxy.metrics().await.expect("metrics");
+    assert!(
+        metrics.contains("switchyard_degraded_responses_total{service=\"orders\"} 0"),
+        "{metrics}"
+    );
+    let ok = http1_client()
+        .get(&config.url("/after"))
+        .await
+        .expect("GET");
+    assert_eq!(ok.region(), Some("westus"), "still the active region");
+}
+
 /// A reset may be a connection the region closed while idle, not an outage: a GET goes back
 /// to the same region when it is the only one (as Envoy's `retry_on: reset` does); a POST
 /// that may have been applied is still not resent.

@@ -20,6 +20,8 @@ pub struct UploadProgress {
     finished: AtomicU64,
     /// The last poll of the body found no data from the client yet.
     waiting_on_client: AtomicBool,
+    /// The client's body broke off (the client went away mid-upload).
+    client_failed: AtomicBool,
 }
 
 impl UploadProgress {
@@ -28,7 +30,18 @@ impl UploadProgress {
             origin: Instant::now(),
             finished: AtomicU64::new(0),
             waiting_on_client: AtomicBool::new(false),
+            client_failed: AtomicBool::new(false),
         }
+    }
+
+    pub(crate) fn fail(&self) {
+        self.client_failed.store(true, Ordering::Relaxed);
+    }
+
+    /// The client's body broke off before its end: an attempt that failed with it failed
+    /// because of the client, not the region.
+    pub fn client_failed(&self) -> bool {
+        self.client_failed.load(Ordering::Relaxed)
     }
 
     pub(crate) fn finish(&self) {

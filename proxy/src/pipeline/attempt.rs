@@ -24,6 +24,9 @@ pub(super) enum Attempt {
     TimedOut,
     /// The request deadline passed while the client was still sending its body.
     ClientTooSlow,
+    /// The client's streamed body broke off (it went away mid-upload), which failed the
+    /// attempt: not the region's failure.
+    ClientGone,
 }
 
 /// What the attempt's timer knows: when the attempt started, how long the region gets, and
@@ -55,7 +58,7 @@ pub(super) async fn send_attempt(
         upstream.host_header(),
     );
     traces::inject(&span, request.headers_mut());
-    let mut in_flight = InFlight::new(svc, region);
+    let mut in_flight = InFlight::new(svc, region, &span);
     let until = (clock.started + clock.per_try).min(clock.deadline);
     let sent = match clock.upload {
         // The common case, a body read whole before the first attempt (or none): one timer.
@@ -73,6 +76,12 @@ pub(super) async fn send_attempt(
         }
     };
     in_flight.done();
+    let sent = match sent {
+        Attempt::Done(Err(_)) if clock.upload.is_some_and(UploadProgress::client_failed) => {
+            Attempt::ClientGone
+        }
+        sent => sent,
+    };
     let (status, failure) = match &sent {
         Attempt::Done(Ok(resp)) if resp.status().is_server_error() => (
             Some(resp.status()),
@@ -83,6 +92,11 @@ pub(super) async fn send_attempt(
         Attempt::TimedOut => (None, Some(FailureKind::Timeout)),
         // Not the region's failure.
         Attempt::ClientTooSlow => (None, Some(FailureKind::Other)),
+        Attempt::ClientGone => {
+            svc.metrics.attempt_cancelled(region);
+            traces::record_cancelled(&span);
+            return sent;
+        }
     };
     // A success is counted by `answered`, or by its body when that is watched for stalls
     // (`body::stall`): a body cut off later is an attempt that timed out.

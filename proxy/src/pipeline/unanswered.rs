@@ -75,18 +75,21 @@ impl Drop for Unanswered<'_> {
     }
 }
 
-/// Counts the attempt as `cancelled` when dropped before [`InFlight::done`].
+/// Counts the attempt as `cancelled` when dropped before [`InFlight::done`], and marks its
+/// span so.
 pub(super) struct InFlight<'a> {
     svc: &'a Service,
     region: usize,
+    span: &'a tracing::Span,
     done: bool,
 }
 
 impl<'a> InFlight<'a> {
-    pub(super) fn new(svc: &'a Service, region: usize) -> Self {
+    pub(super) fn new(svc: &'a Service, region: usize, span: &'a tracing::Span) -> Self {
         InFlight {
             svc,
             region,
+            span,
             done: false,
         }
     }
@@ -101,6 +104,7 @@ impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         if !self.done {
             self.svc.metrics.attempt_cancelled(self.region);
+            crate::telemetry::traces::record_cancelled(self.span);
         }
     }
 }

@@ -213,7 +213,7 @@ pub fn record_response(span: &Span, status: StatusCode, headers: &HeaderMap) {
     }
 }
 
-/// Marks the server span of a request whose client went away before its answer.
+/// Marks the span of a request (or of its attempt) whose client went away before the answer.
 pub fn record_cancelled(span: &Span) {
     if !span.is_disabled() {
         span.record("error.type", "cancelled");
