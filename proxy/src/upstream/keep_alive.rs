@@ -9,12 +9,14 @@
 //! quiet spell of about 5 s risked a 502. A connection whose region named its timeout is
 //! not reused once the timeout is near.
 //!
-//! The timeout is a setting of the region's server, the same for each of its connections, so
-//! the pool keeps the last one a response named, rather than each connection its own: the
-//! response body that carries a connection back to the pool is moved many times on its way
-//! to the client, and every byte added to it costs on every request.
+//! Each connection keeps the timeout its own last response named: behind a load balancer
+//! that passes TCP through, a region's connections lead to different servers, which may have
+//! different timeouts (a rolling deploy, Node.js beside nginx), and one region-wide value
+//! reused connections to the short-lived server with the other's (round 13). The timeout is
+//! counted from the response's head, a lower bound of when the region's timer started (it
+//! starts when the region has sent the whole response, which may be long before the sidecar
+//! has relayed it to a slow client).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::HeaderMap;
@@ -27,43 +29,9 @@ static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 /// connection back, and a request needs time to reach it.
 const MARGIN: Duration = Duration::from_secs(1);
 
-/// The region's last word on its keep-alive timeout, as how long a connection may stay idle
-/// and still be reused, in milliseconds.
-pub struct Hint(AtomicU64);
-
-/// No timeout named.
-const NONE: u64 = u64::MAX;
-
-impl Default for Hint {
-    fn default() -> Self {
-        Hint(AtomicU64::new(NONE))
-    }
-}
-
-impl Hint {
-    /// Takes the timeout a region's response names, or that it names none.
-    pub fn note(&self, headers: &HeaderMap) {
-        let ms = reuse_within(headers)
-            .map_or(NONE, |d| u64::try_from(d.as_millis()).unwrap_or(NONE - 1));
-        // Written only when it changes: almost never.
-        if self.0.load(Ordering::Relaxed) != ms {
-            self.0.store(ms, Ordering::Relaxed);
-        }
-    }
-
-    /// How long an idle connection may still be reused; `None` when the region named no
-    /// timeout (the pool's own limit applies).
-    pub fn reuse_within(&self) -> Option<Duration> {
-        match self.0.load(Ordering::Relaxed) {
-            NONE => None,
-            ms => Some(Duration::from_millis(ms)),
-        }
-    }
-}
-
-/// How long a connection that just carried a response with `headers` may stay idle and
-/// still be reused; `None` when the region named no timeout.
-fn reuse_within(headers: &HeaderMap) -> Option<Duration> {
+/// How long after the head of a response with `headers` its connection may still be
+/// reused; `None` when the region named no timeout (the pool's own limit applies).
+pub fn reuse_within(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(&KEEP_ALIVE)?.to_str().ok()?;
     let timeout = value.split(',').find_map(|param| {
         let (name, seconds) = param.split_once('=')?;
@@ -100,18 +68,6 @@ mod tests {
     fn a_short_timeout_keeps_half_of_it() {
         assert_eq!(hint("timeout=1"), Some(Duration::from_millis(500)));
         assert_eq!(hint("timeout=0"), Some(Duration::ZERO));
-    }
-
-    #[test]
-    fn the_hint_is_the_last_response_s() {
-        let hint = Hint::default();
-        assert_eq!(hint.reuse_within(), None);
-        let mut headers = HeaderMap::new();
-        headers.insert(&KEEP_ALIVE, HeaderValue::from_static("timeout=5"));
-        hint.note(&headers);
-        assert_eq!(hint.reuse_within(), Some(Duration::from_secs(4)));
-        hint.note(&HeaderMap::new());
-        assert_eq!(hint.reuse_within(), None);
     }
 
     #[test]

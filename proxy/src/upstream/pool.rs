@@ -56,8 +56,6 @@ pub struct Pool {
     chose_http1: AtomicBool,
     epoch: AtomicU32,
     reaper_started: AtomicBool,
-    /// How long the region lets a connection idle, when it says (`keep_alive`).
-    keep_alive: keep_alive::Hint,
 }
 
 /// A connection being opened for every request that finds none.
@@ -133,7 +131,6 @@ impl Pool {
             chose_http1: AtomicBool::new(false),
             epoch: AtomicU32::new(0),
             reaper_started: AtomicBool::new(false),
-            keep_alive: keep_alive::Hint::default(),
         })
     }
 
@@ -188,8 +185,10 @@ impl Pool {
                 let hold = if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                     Hold::Nothing
                 } else {
-                    self.keep_alive.note(resp.headers());
-                    Hold::Connection(Lease::new(sender, self.clone()))
+                    // The clock is read only for regions that name their timeout.
+                    let reuse_until = keep_alive::reuse_within(resp.headers())
+                        .map(|within| Instant::now() + within);
+                    Hold::Connection(Lease::new(sender, self.clone(), reuse_until))
                 };
                 Ok(resp.map(|body| ProxyBody::Region(RegionBody::new(body, hold))))
             }
@@ -342,12 +341,12 @@ impl Pool {
         })
     }
 
-    pub(super) fn checkin(&self, sender: http1::SendRequest<ProxyBody>) {
-        let expires = match self.keep_alive.reuse_within() {
-            Some(d) if d.is_zero() => return,
-            Some(d) => Some(Instant::now() + d),
-            None => None,
-        };
+    /// Takes back an idle connection, reusable until `expires` when its region named a
+    /// keep-alive timeout.
+    pub(super) fn checkin(&self, sender: http1::SendRequest<ProxyBody>, expires: Option<Instant>) {
+        if expires.is_some_and(|at| Instant::now() >= at) {
+            return;
+        }
         let epoch = self.epoch.load(Ordering::Relaxed);
         let mut idle = lock(&self.idle);
         if idle.len() >= MAX_IDLE {
@@ -565,6 +564,25 @@ mod tests {
         };
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(region.requests_for("POST"), 1);
+    }
+
+    /// A region that names its keep-alive timeout (1 s: reuse for half of it) has its
+    /// connection reused within that, and not after.
+    #[tokio::test]
+    async fn a_connection_is_not_reused_past_its_regions_keep_alive_timeout() {
+        let region = FakeRegion::new("westus")
+            .header("keep-alive", "timeout=1")
+            .start()
+            .await;
+        let pool = pool_for(&region);
+        get_to_end(&pool, &region, "/").await;
+        get_to_end(&pool, &region, "/").await;
+        let distinct: HashSet<_> = peers(&region).into_iter().collect();
+        assert_eq!(distinct.len(), 1, "reused within the timeout");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        get_to_end(&pool, &region, "/").await;
+        let distinct: HashSet<_> = peers(&region).into_iter().collect();
+        assert_eq!(distinct.len(), 2, "a new connection once the timeout is near");
     }
 
     #[tokio::test]

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
+use tokio::time::Instant;
 
 use super::h2_conns::StreamSlot;
 use super::pool::Pool;
@@ -21,11 +22,22 @@ use crate::body::{BodyError, ProxyBody};
 pub(super) struct Lease {
     sender: http1::SendRequest<ProxyBody>,
     pool: Arc<Pool>,
+    /// Until when the connection may be reused, when the region named its keep-alive
+    /// timeout (`keep_alive`).
+    reuse_until: Option<Instant>,
 }
 
 impl Lease {
-    pub(super) fn new(sender: http1::SendRequest<ProxyBody>, pool: Arc<Pool>) -> Self {
-        Lease { sender, pool }
+    pub(super) fn new(
+        sender: http1::SendRequest<ProxyBody>,
+        pool: Arc<Pool>,
+        reuse_until: Option<Instant>,
+    ) -> Self {
+        Lease {
+            sender,
+            pool,
+            reuse_until,
+        }
     }
 
     /// Returns the connection to the pool once it can take the next request. It usually can
@@ -33,13 +45,13 @@ impl Lease {
     /// written, a task waits for it.
     fn release(mut self) {
         if self.sender.is_ready() {
-            self.pool.checkin(self.sender);
+            self.pool.checkin(self.sender, self.reuse_until);
         } else if !self.sender.is_closed()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             runtime.spawn(async move {
                 if self.sender.ready().await.is_ok() {
-                    self.pool.checkin(self.sender);
+                    self.pool.checkin(self.sender, self.reuse_until);
                 }
             });
         }
