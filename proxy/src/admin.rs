@@ -145,6 +145,16 @@ async fn route(state: &AppState, req: Request<Incoming>) -> AdminResponse {
             if let Err(resp) = authorize(state, &req) {
                 return resp;
             }
+            match read_json(req).await {
+                Ok(body) if takes_no_parameters(&body) => {}
+                Ok(_) => {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "reload takes no parameters: send no body or {}",
+                    );
+                }
+                Err(resp) => return resp,
+            }
             tracing::warn!("admin: reload requested");
             match crate::reload::reload(state).await {
                 Ok(()) => json_response(StatusCode::OK, &json!({ "reloaded": true })),
@@ -291,9 +301,7 @@ async fn region_action(
     };
     // Drain and undrain take no parameters: a body that carries some is a mistake to report,
     // as the switchboard does for keys it does not know.
-    if matches!(action, "drain" | "undrain")
-        && !(body.is_null() || body.as_object().is_some_and(|o| o.is_empty()))
-    {
+    if matches!(action, "drain" | "undrain") && !takes_no_parameters(&body) {
         return error(
             StatusCode::BAD_REQUEST,
             format!("{action} takes no parameters: send no body or {{}}"),
@@ -339,6 +347,20 @@ async fn region_action(
     )
 }
 
+/// An empty body, `null` or `{}`: what a call without parameters accepts.
+fn takes_no_parameters(body: &Value) -> bool {
+    body.is_null() || body.as_object().is_some_and(|o| o.is_empty())
+}
+
+/// A JSON number that is a whole number (`50` or `50.0`, as some JSON encoders write it).
+fn whole_number(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| {
+        v.as_f64()
+            .filter(|f| f.is_finite() && *f >= 0.0 && f.fract() == 0.0 && *f <= u32::MAX as f64)
+            .map(|f| f as u64)
+    })
+}
+
 /// Parses the switchboard body: `{"mode":"down"}`, `{"mode":"error","status":503,"percent":100}`,
 /// `{"mode":"delay","delay_ms":500}`.
 fn parse_fault(body: &Value) -> Result<Fault, String> {
@@ -367,19 +389,17 @@ fn parse_fault(body: &Value) -> Result<Fault, String> {
         "error" => {
             let status = match body.get("status") {
                 None => 503,
-                Some(v) => v
-                    .as_u64()
+                Some(v) => whole_number(v)
                     // A 1xx is not a final answer: it cannot stand in for a region's.
                     .filter(|s| (200..=599).contains(s))
-                    .ok_or("\"status\" must be an HTTP status 200-599")?,
+                    .ok_or("\"status\" must be a whole number, an HTTP status 200-599")?,
             };
             let percent = match body.get("percent") {
                 None => 100,
                 // 0 would inject nothing while `/status` showed the region as faulted.
-                Some(v) => v
-                    .as_u64()
+                Some(v) => whole_number(v)
                     .filter(|p| (1..=100).contains(p))
-                    .ok_or("\"percent\" must be 1-100 (DELETE clears a fault)")?,
+                    .ok_or("\"percent\" must be a whole number 1-100 (DELETE clears a fault)")?,
             };
             let status = StatusCode::from_u16(status as u16).map_err(|e| e.to_string())?;
             Ok(Fault::Error {
@@ -390,9 +410,9 @@ fn parse_fault(body: &Value) -> Result<Fault, String> {
         "delay" => {
             let ms = body
                 .get("delay_ms")
-                .and_then(Value::as_u64)
+                .and_then(whole_number)
                 .filter(|ms| (1..=600_000).contains(ms))
-                .ok_or("\"delay_ms\" must be a number of milliseconds, 1 to 600000")?;
+                .ok_or("\"delay_ms\" must be a whole number of milliseconds, 1 to 600000")?;
             Ok(Fault::Delay(Duration::from_millis(ms)))
         }
         other => Err(format!(
@@ -402,6 +422,15 @@ fn parse_fault(body: &Value) -> Result<Fault, String> {
 }
 
 async fn failover(state: &AppState, svc: &str, body: Value) -> AdminResponse {
+    if let Some(extra) = body
+        .as_object()
+        .and_then(|o| o.keys().find(|k| k.as_str() != "write_region"))
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("unknown key {extra:?}: the body is {{\"write_region\": \"NAME\"}}"),
+        );
+    }
     let Some(target) = body.get("write_region").and_then(Value::as_str) else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -530,6 +559,18 @@ mod tests {
         );
         assert!(parse_fault(&json!({"mode": "error", "percent": 101})).is_err());
         assert!(parse_fault(&json!({"mode": "error", "percent": 0})).is_err());
+        assert!(parse_fault(&json!({"mode": "error", "percent": 50.5})).is_err());
+        assert_eq!(
+            parse_fault(&json!({"mode": "error", "status": 500.0, "percent": 1.0})),
+            Ok(Fault::Error {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                percent: 1
+            })
+        );
+        assert_eq!(
+            parse_fault(&json!({"mode": "delay", "delay_ms": 1e3})),
+            Ok(Fault::Delay(Duration::from_secs(1)))
+        );
         assert!(parse_fault(&json!({"mode": "delay", "delay_ms": 0})).is_err());
         assert!(parse_fault(&json!({"mode": "error", "status": 101})).is_err());
         assert!(parse_fault(&json!({"mode": "down", "extra": 1})).is_err());

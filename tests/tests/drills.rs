@@ -191,7 +191,15 @@ async fn bad_admin_input_gets_a_4xx_with_a_json_error_and_changes_nothing() {
     let proxy = ProxyProcess::start(&config.render())
         .await
         .expect("proxy starts");
-    let cases: [(Method, &str, &str, u16); 13] = [
+    let cases: [(Method, &str, &str, u16); 15] = [
+        // Parameters a call does not take are mistakes to report, not to ignore (round 13).
+        (
+            Method::POST,
+            "/services/orders/failover",
+            r#"{"write_region":"westus","force":true}"#,
+            400,
+        ),
+        (Method::POST, "/reload", r#"{"config":"other.toml"}"#, 400),
         (Method::POST, "/services/nope/regions/westus/drain", "", 404),
         // A fault that injects nothing would still show the region as faulted.
         (

@@ -582,7 +582,11 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(600)).await;
         get_to_end(&pool, &region, "/").await;
         let distinct: HashSet<_> = peers(&region).into_iter().collect();
-        assert_eq!(distinct.len(), 2, "a new connection once the timeout is near");
+        assert_eq!(
+            distinct.len(),
+            2,
+            "a new connection once the timeout is near"
+        );
     }
 
     #[tokio::test]
