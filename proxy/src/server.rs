@@ -1,7 +1,6 @@
 //! Listeners: accept, optional TLS, HTTP/1.1 and HTTP/2 (h2c prior knowledge or ALPN), drain.
 
 mod first_bytes;
-mod stamp_errors;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,7 +17,6 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use first_bytes::{FIRST_BYTES_TIMEOUT, FirstBytes};
-use stamp_errors::{OnStamp, StampErrors};
 
 use crate::config::ServerTls;
 use crate::framing;
@@ -123,7 +121,6 @@ pub async fn serve(
                     let deadline = Instant::now() + FIRST_BYTES_TIMEOUT;
                     if framing::admit(&mut stream, deadline).await {
                         let stream = FirstBytes::new(stream, deadline);
-                        let stream = StampErrors::new(stream, counted(&slot));
                         serve_conn(stream, info, slot, &builder, watcher).await;
                     }
                 }
@@ -134,7 +131,6 @@ pub async fn serve(
                         Ok(Ok(tls_stream)) => {
                             let deadline = Instant::now() + FIRST_BYTES_TIMEOUT;
                             let stream = FirstBytes::new(tls_stream, deadline);
-                            let stream = StampErrors::new(stream, counted(&slot));
                             serve_conn(stream, info, slot, &builder, watcher).await
                         }
                         Ok(Err(e)) => tracing::debug!(%remote, "TLS handshake failed: {e}"),
@@ -145,12 +141,6 @@ pub async fn serve(
         });
     }
     graceful
-}
-
-/// Counts an answer hyper made itself (see `stamp_errors`) as one the sidecar made.
-fn counted(slot: &ServiceSlot) -> OnStamp {
-    let slot = slot.clone();
-    Box::new(move |status| slot.load().metrics.request(None, status, Duration::ZERO))
 }
 
 async fn serve_conn<S>(
