@@ -5,8 +5,7 @@
 //!
 //! - [`config`]: TOML -> validated [`config::Config`], every error with `FILE:LINE:COL`.
 //! - [`app`], [`server`], [`framing`]: listeners (HTTP/1.1, h2c, TLS with ALPN), the first-bytes
-//!   timeout, graceful drain (`server/stamp_errors.rs`: hyper's own 400/414/431 answers get
-//!   the contract's headers).
+//!   timeout, graceful drain.
 //! - [`pipeline`]: one request: decide -> select -> attempts (`pipeline/attempt.rs`: one
 //!   attempt under its timer) -> respond (`pipeline/answer.rs`: what goes back to the client;
 //!   `pipeline/unanswered.rs`: requests whose client went away are counted too).
