@@ -286,6 +286,20 @@ buffer_body_limit = "1KiB"
         .await
         .expect("status");
     assert_eq!(state.as_deref(), Some("healthy"));
+    // Both streamed (the short one after the client's 50 ms pause), so each had an attempt
+    // under way: ended for the client's sake, it is cancelled, not an error of the region's
+    // (round 14).
+    let metrics = proxy.metrics().await.expect("metrics");
+    let attempts = |outcome: &str| {
+        let line = format!(
+            "switchyard_upstream_attempts_total{{service=\"orders\",region=\"westus\",outcome=\"{outcome}\"}} "
+        );
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line).map(str::to_owned))
+    };
+    assert_eq!(attempts("cancelled").as_deref(), Some("2"), "{metrics}");
+    assert_eq!(attempts("error").as_deref(), Some("0"), "{metrics}");
 }
 
 /// A client that goes away halfway through a streamed upload breaks the request to the

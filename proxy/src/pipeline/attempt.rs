@@ -90,9 +90,8 @@ pub(super) async fn send_attempt(
         Attempt::Done(Ok(resp)) => (Some(resp.status()), None),
         Attempt::Done(Err(err)) => (None, Some(err.kind)),
         Attempt::TimedOut => (None, Some(FailureKind::Timeout)),
-        // Not the region's failure.
-        Attempt::ClientTooSlow => (None, Some(FailureKind::Other)),
-        Attempt::ClientGone => {
+        // Neither is the region's failure: the attempt ended for the client's sake.
+        Attempt::ClientTooSlow | Attempt::ClientGone => {
             svc.metrics.attempt_cancelled(region);
             traces::record_cancelled(&span);
             return sent;
