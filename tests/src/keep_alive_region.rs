@@ -1,7 +1,9 @@
 //! `KeepAliveRegion`: a minimal HTTP/1.1 region that answers 200 with
 //! `Keep-Alive: timeout=1`, and closes, unanswered, a connection whose next request comes
 //! after that second. That is what a server with a short keep-alive timeout (Node.js's 5 s,
-//! Apache's) does to a request that crosses its FIN, made certain instead of a race.
+//! Apache's) does to a request that crosses its FIN, made certain instead of a race. A path
+//! containing `nohint` is answered without the header (as Node.js does when the app sets
+//! `Connection` itself), the timeout still kept.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -96,6 +98,8 @@ async fn serve(mut stream: TcpStream, counts: &Counts) {
             }
         };
         let health = pending.starts_with(b"GET /healthz ");
+        let first_line_end = pending.iter().position(|&b| b == b'\n').unwrap_or(head_end);
+        let no_hint = pending[..first_line_end].windows(6).any(|w| w == b"nohint");
         if answered_at.is_some_and(|at| at.elapsed() >= KEEP_ALIVE_TIMEOUT) {
             if !health {
                 counts.dropped.fetch_add(1, Ordering::SeqCst);
@@ -115,10 +119,12 @@ async fn serve(mut stream: TcpStream, counts: &Counts) {
             }
         }
         pending.drain(..head_end + length);
-        let reply = format!(
-            "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nkeep-alive: timeout={}\r\n\r\nok",
-            KEEP_ALIVE_TIMEOUT.as_secs()
-        );
+        let hint = if no_hint {
+            String::new()
+        } else {
+            format!("keep-alive: timeout={}\r\n", KEEP_ALIVE_TIMEOUT.as_secs())
+        };
+        let reply = format!("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n{hint}\r\nok");
         if stream.write_all(reply.as_bytes()).await.is_err() {
             return;
         }

@@ -798,12 +798,22 @@ write = true
     let resp = http1_client().post(&url, "order", &[]).await.expect("POST");
     assert_eq!(resp.status.as_u16(), 200, "{}", proxy.logs());
     assert_eq!(resp.header("x-switchyard-attempts"), Some("1"));
+    // A response without the header leaves the timeout named before in force (round 14).
+    let resp = http1_client()
+        .get(&format!("http://127.0.0.1:{port}/nohint"))
+        .await
+        .expect("GET");
+    assert_eq!(resp.status.as_u16(), 200, "{}", proxy.logs());
+    tokio::time::sleep(switchyard_tests::keep_alive_region::KEEP_ALIVE_TIMEOUT).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let resp = http1_client().post(&url, "order", &[]).await.expect("POST");
+    assert_eq!(resp.status.as_u16(), 200, "{}", proxy.logs());
     assert_eq!(
         region.dropped(),
         0,
         "a request was sent on a timed-out connection"
     );
-    assert_eq!(region.answered(), 4);
+    assert_eq!(region.answered(), 6);
 }
 
 /// A streamed upload that no region could take is answered before the client has sent all

@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 use super::connect::{Connected, Connector};
 use super::h2_conns::{H2Connections, Shared, StreamSlot};
-use super::keep_alive;
+use super::keep_alive::Reuse;
 use super::region_body::{Hold, Lease, RegionBody};
 use crate::body::ProxyBody;
 
@@ -79,8 +79,8 @@ enum Opened {
 struct Idle {
     sender: http1::SendRequest<ProxyBody>,
     epoch: u32,
-    /// When the region's own keep-alive timeout is near (`keep_alive`), if it named one.
-    expires: Option<Instant>,
+    /// The region's own keep-alive timeout on this connection, if it named one.
+    reuse: Reuse,
 }
 
 /// Why a request got no response.
@@ -94,7 +94,8 @@ pub enum SendError {
 }
 
 enum Checkout {
-    Http1(http1::SendRequest<ProxyBody>),
+    /// With the keep-alive timeout its region named on it so far.
+    Http1(http1::SendRequest<ProxyBody>, Reuse),
     Http2(http2::SendRequest<ProxyBody>, StreamSlot),
 }
 
@@ -108,7 +109,7 @@ impl Fresh {
     /// The opener's use of it (a fresh HTTP/2 connection always has room for the opener).
     fn checkout(self) -> io::Result<Checkout> {
         match self {
-            Fresh::Http1(sender) => Ok(Checkout::Http1(sender)),
+            Fresh::Http1(sender) => Ok(Checkout::Http1(sender, Reuse::new())),
             Fresh::Http2(shared) => shared
                 .try_take()
                 .map(|(sender, slot)| Checkout::Http2(sender, slot))
@@ -176,7 +177,7 @@ impl Pool {
         req: Box<Request<ProxyBody>>,
     ) -> Result<Response<ProxyBody>, Returned> {
         match conn {
-            Checkout::Http1(mut sender) => {
+            Checkout::Http1(mut sender, reuse) => {
                 let resp = sender
                     .try_send_request(*req)
                     .await
@@ -185,10 +186,8 @@ impl Pool {
                 let hold = if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                     Hold::Nothing
                 } else {
-                    // The clock is read only for regions that name their timeout.
-                    let reuse_until = keep_alive::reuse_within(resp.headers())
-                        .map(|within| Instant::now() + within);
-                    Hold::Connection(Lease::new(sender, self.clone(), reuse_until))
+                    let reuse = reuse.after(resp.headers());
+                    Hold::Connection(Lease::new(sender, self.clone(), reuse))
                 };
                 Ok(resp.map(|body| ProxyBody::Region(RegionBody::new(body, hold))))
             }
@@ -227,9 +226,9 @@ impl Pool {
         let mut idle = lock(&self.idle);
         while let Some(conn) = idle.pop_back() {
             // The clock is read only for connections whose region named a timeout.
-            let expired = conn.expires.is_some_and(|at| Instant::now() >= at);
+            let expired = conn.reuse.limited() && conn.reuse.expired(Instant::now());
             if conn.sender.is_ready() && !expired {
-                return Some(Checkout::Http1(conn.sender));
+                return Some(Checkout::Http1(conn.sender, conn.reuse));
             }
             // Closed by the region (or broken): dropped here.
         }
@@ -341,10 +340,9 @@ impl Pool {
         })
     }
 
-    /// Takes back an idle connection, reusable until `expires` when its region named a
-    /// keep-alive timeout.
-    pub(super) fn checkin(&self, sender: http1::SendRequest<ProxyBody>, expires: Option<Instant>) {
-        if expires.is_some_and(|at| Instant::now() >= at) {
+    /// Takes back an idle connection, reusable while its region's keep-alive timeout allows.
+    pub(super) fn checkin(&self, sender: http1::SendRequest<ProxyBody>, reuse: Reuse) {
+        if reuse.limited() && reuse.expired(Instant::now()) {
             return;
         }
         let epoch = self.epoch.load(Ordering::Relaxed);
@@ -355,7 +353,7 @@ impl Pool {
         idle.push_back(Idle {
             sender,
             epoch,
-            expires,
+            reuse,
         });
     }
 
@@ -392,9 +390,7 @@ impl Pool {
         let now = Instant::now();
         // Those idle for two epochs, closed, or that the region will close by its own timeout.
         lock(&self.idle).retain(|c| {
-            epoch.wrapping_sub(c.epoch) < 2
-                && !c.sender.is_closed()
-                && c.expires.is_none_or(|at| at > now)
+            epoch.wrapping_sub(c.epoch) < 2 && !c.sender.is_closed() && !c.reuse.expired(now)
         });
     }
 

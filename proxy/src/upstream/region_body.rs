@@ -11,9 +11,9 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
-use tokio::time::Instant;
 
 use super::h2_conns::StreamSlot;
+use super::keep_alive::Reuse;
 use super::pool::Pool;
 use crate::body::stall::StallWatch;
 use crate::body::{BodyError, ProxyBody};
@@ -22,21 +22,20 @@ use crate::body::{BodyError, ProxyBody};
 pub(super) struct Lease {
     sender: http1::SendRequest<ProxyBody>,
     pool: Arc<Pool>,
-    /// Until when the connection may be reused, when the region named its keep-alive
-    /// timeout (`keep_alive`).
-    reuse_until: Option<Instant>,
+    /// The region's keep-alive timeout on the connection (`keep_alive`).
+    reuse: Reuse,
 }
 
 impl Lease {
     pub(super) fn new(
         sender: http1::SendRequest<ProxyBody>,
         pool: Arc<Pool>,
-        reuse_until: Option<Instant>,
+        reuse: Reuse,
     ) -> Self {
         Lease {
             sender,
             pool,
-            reuse_until,
+            reuse,
         }
     }
 
@@ -45,13 +44,13 @@ impl Lease {
     /// written, a task waits for it.
     fn release(mut self) {
         if self.sender.is_ready() {
-            self.pool.checkin(self.sender, self.reuse_until);
+            self.pool.checkin(self.sender, self.reuse);
         } else if !self.sender.is_closed()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             runtime.spawn(async move {
                 if self.sender.ready().await.is_ok() {
-                    self.pool.checkin(self.sender, self.reuse_until);
+                    self.pool.checkin(self.sender, self.reuse);
                 }
             });
         }
