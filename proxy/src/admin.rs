@@ -88,6 +88,17 @@ async fn route(state: &AppState, req: Request<Incoming>) -> AdminResponse {
     let method = req.method().clone();
     // HEAD is GET without the body (hyper leaves the body out), as for any HTTP server.
     let read = method == Method::GET || method == Method::HEAD;
+    // Every call that changes something takes its parameters in the body, if any: a query
+    // such as `/reload?dry_run=1` would otherwise be ignored and the reload carried out.
+    if !read && req.uri().query().is_some() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{} takes no query parameters: parameters go in the JSON body",
+                req.uri().path()
+            ),
+        );
+    }
     match (&method, segments.as_slice()) {
         (_, ["healthz"]) if read => text(StatusCode::OK, "ok\n"),
         (_, ["readyz"]) if read => {
