@@ -602,22 +602,28 @@ async fn check_reports_garbage_wrong_worlds_and_failing_inits_at_their_config_en
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reload_picks_up_a_changed_plugin_file_under_load_without_failing_a_request() {
+/// Two regions and the decider plugin, copied in as `policy.wasm` (the file a reload test
+/// replaces) with `config`, fail-closed.
+async fn decider_as_policy_wasm(
+    config: &str,
+) -> (FakeRegion, FakeRegion, TestConfig, ProxyProcess, PathBuf) {
     let (west, east) = two_regions().await;
     let dir = ProxyProcess::new_dir().expect("temp dir");
     let file = copy_plugin("decider", dir.path(), "policy.wasm").expect("copy");
-    // One config both components accept: decider reads `decision`, spin reads `iterations`.
-    let config = TestConfig::new(&[&west, &east]).plugin(
-        &file,
-        "fail-closed",
-        r#"{ decision = "local:200:before", iterations = 1000 }"#,
-    );
-    let proxy = ProxyProcess::builder(&config.render())
+    let test_config = TestConfig::new(&[&west, &east]).plugin(&file, "fail-closed", config);
+    let proxy = ProxyProcess::builder(&test_config.render())
         .dir(dir)
         .start()
         .await
         .expect("proxy starts");
+    (west, east, test_config, proxy, file)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_picks_up_a_changed_plugin_file_under_load_without_failing_a_request() {
+    // One config both components accept: decider reads `decision`, spin reads `iterations`.
+    let (west, east, config, proxy, file) =
+        decider_as_policy_wasm(r#"{ decision = "local:200:before", iterations = 1000 }"#).await;
     assert_eq!(get(&config, "/", &[]).await.text(), "before");
 
     let (stop_tx, stop) = watch::channel(false);
@@ -699,19 +705,8 @@ async fn reload_picks_up_a_changed_plugin_file_under_load_without_failing_a_requ
 /// SIGHUP showed only in the log (round 12).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_refused_by_a_plugin_s_init_is_counted_and_keeps_the_running_plugin() {
-    let (west, east) = two_regions().await;
-    let dir = ProxyProcess::new_dir().expect("temp dir");
-    let file = copy_plugin("decider", dir.path(), "policy.wasm").expect("copy");
-    let config = TestConfig::new(&[&west, &east]).plugin(
-        &file,
-        "fail-closed",
-        r#"{ decision = "local:200:before" }"#,
-    );
-    let proxy = ProxyProcess::builder(&config.render())
-        .dir(dir)
-        .start()
-        .await
-        .expect("proxy starts");
+    let (_west, _east, config, proxy, file) =
+        decider_as_policy_wasm(r#"{ decision = "local:200:before" }"#).await;
     let init_errors = "switchyard_plugin_errors_total{plugin=\"policy\",kind=\"init\"}";
     assert_eq!(metric(&proxy, init_errors).await, Some(0.0));
 

@@ -626,6 +626,34 @@ priority = 1
     );
 }
 
+/// One service on `port` (QUIET health, `per_try_timeout`): westus first, the write region,
+/// described by `westus` (its `url` and any more keys), then northeurope at `east`.
+fn westus_then_northeurope(port: u16, per_try: &str, westus: &str, east: &FakeRegion) -> String {
+    let admin = free_port();
+    format!(
+        r#"
+[admin]
+listen = "127.0.0.1:{admin}"
+[[services]]
+name = "orders"
+listen = "127.0.0.1:{port}"
+{QUIET}
+[services.retry]
+per_try_timeout = "{per_try}"
+[[services.regions]]
+name = "westus"
+priority = 0
+write = true
+{westus}
+[[services.regions]]
+name = "northeurope"
+priority = 1
+url = "{east}"
+"#,
+        east = east.url()
+    )
+}
+
 /// A TLS region whose server hangs (its kernel still accepts TCP, nothing answers the TLS
 /// handshake) never got the request: a POST fails over to the next region once the
 /// connection deadline passes, instead of being answered 504 as if the region might have
@@ -648,29 +676,12 @@ async fn a_post_to_a_region_that_accepts_tcp_but_never_answers_tls_fails_over() 
         }
     });
     let east = FakeRegion::new("northeurope").start().await;
-    let (admin, port) = (free_port(), free_port());
-    let config = format!(
-        r#"
-[admin]
-listen = "127.0.0.1:{admin}"
-[[services]]
-name = "orders"
-listen = "127.0.0.1:{port}"
-{QUIET}
-[services.retry]
-per_try_timeout = "1s"
-[[services.regions]]
-name = "westus"
-priority = 0
-url = "https://127.0.0.1:{hung_port}"
-write = true
-tls = {{ ca_file = "ca.pem" }}
-[[services.regions]]
-name = "northeurope"
-priority = 1
-url = "{east}"
-"#,
-        east = east.url()
+    let port = free_port();
+    let config = westus_then_northeurope(
+        port,
+        "1s",
+        &format!("url = \"https://127.0.0.1:{hung_port}\"\ntls = {{ ca_file = \"ca.pem\" }}"),
+        &east,
     );
     let dir = ProxyProcess::new_dir().expect("dir");
     pki.copy_to(dir.path()).expect("copy PEM files");
@@ -712,29 +723,12 @@ url = "{east}"
 async fn requests_to_a_primary_that_drops_syns_fail_over_once_each() {
     let silent = SilentPort::start().expect("silent port");
     let east = FakeRegion::new("northeurope").start().await;
-    let (admin, port) = (free_port(), free_port());
-    let config = format!(
-        r#"
-[admin]
-listen = "127.0.0.1:{admin}"
-[[services]]
-name = "orders"
-listen = "127.0.0.1:{port}"
-{QUIET}
-[services.retry]
-per_try_timeout = "500ms"
-[[services.regions]]
-name = "westus"
-priority = 0
-url = "http://127.0.0.1:{silent}"
-write = true
-[[services.regions]]
-name = "northeurope"
-priority = 1
-url = "{east}"
-"#,
-        silent = silent.port(),
-        east = east.url()
+    let port = free_port();
+    let config = westus_then_northeurope(
+        port,
+        "500ms",
+        &format!("url = \"http://127.0.0.1:{}\"", silent.port()),
+        &east,
     );
     let proxy = ProxyProcess::start(&config).await.expect("proxy starts");
     let requests: Vec<_> = (0..10)
