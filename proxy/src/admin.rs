@@ -77,11 +77,14 @@ fn text(status: StatusCode, body: &'static str) -> AdminResponse {
 }
 
 async fn route(state: &AppState, req: Request<Incoming>) -> AdminResponse {
+    // Segments as written: `/reload/` or `//reload` is not `/reload` (a mistyped path must
+    // not run an action that changes the configuration).
     let path: Vec<String> = req
         .uri()
         .path()
+        .strip_prefix('/')
+        .unwrap_or_default()
         .split('/')
-        .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .collect();
     let segments: Vec<&str> = path.iter().map(String::as_str).collect();

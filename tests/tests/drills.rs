@@ -191,7 +191,7 @@ async fn bad_admin_input_gets_a_4xx_with_a_json_error_and_changes_nothing() {
     let proxy = ProxyProcess::start(&config.render())
         .await
         .expect("proxy starts");
-    let cases: [(Method, &str, &str, u16); 16] = [
+    let cases: [(Method, &str, &str, u16); 18] = [
         // Parameters a call does not take are mistakes to report, not to ignore (round 13).
         (
             Method::POST,
@@ -202,6 +202,9 @@ async fn bad_admin_input_gets_a_4xx_with_a_json_error_and_changes_nothing() {
         (Method::POST, "/reload", r#"{"config":"other.toml"}"#, 400),
         // Nor in the query: this is not a dry run, so it must not reload (round 14).
         (Method::POST, "/reload?dry_run=1", "", 400),
+        // A mistyped path is not the action (round 15: these reloaded).
+        (Method::POST, "/reload/", "", 404),
+        (Method::POST, "//reload", "", 404),
         (Method::POST, "/services/nope/regions/westus/drain", "", 404),
         // A fault that injects nothing would still show the region as faulted.
         (

@@ -684,10 +684,11 @@ async fn requests_the_client_gave_up_on_are_counted_as_499_and_cancelled_attempt
         .mode(Mode::Slow(Duration::from_secs(3)))
         .start()
         .await;
-    let cfg = TestConfig::new(&[&west]).service(TRAFFIC_DRIVEN_HEALTH);
-    let proxy = ProxyProcess::start(&cfg.render())
-        .await
-        .expect("proxy starts");
+    let collector = FakeCollector::grpc().await;
+    let cfg = TestConfig::new(&[&west])
+        .top(&telemetry(&collector.endpoint(), "json"))
+        .service(TRAFFIC_DRIVEN_HEALTH);
+    let proxy = start(&cfg, &[]).await;
     let impatient = http1_client().with_timeout(Duration::from_millis(300));
     for i in 0..3 {
         let gave_up = impatient.get(&cfg.url(&format!("/o/{i}"))).await;
@@ -725,6 +726,18 @@ async fn requests_the_client_gave_up_on_are_counted_as_499_and_cancelled_attempt
         3,
         "each request reached the region"
     );
+    // The server spans say what the metrics say (round 15: only error.type did).
+    let spans = collector
+        .wait_for(WAIT, |s| {
+            s.iter().filter(|s| s.kind() == SpanKind::Server).count() >= 3
+        })
+        .await;
+    for server in spans.iter().filter(|s| s.kind() == SpanKind::Server) {
+        assert_eq!(server.int_attr("http.response.status_code"), Some(499));
+        assert_eq!(server.attr("switchyard.region").as_deref(), Some("westus"));
+        assert_eq!(server.int_attr("switchyard.attempts"), Some(1));
+        assert_eq!(server.attr("error.type").as_deref(), Some("cancelled"));
+    }
 }
 
 /// An answer made because no region could serve counts as degraded whatever its status: a

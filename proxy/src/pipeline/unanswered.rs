@@ -72,6 +72,13 @@ impl Drop for Unanswered<'_> {
             .metrics
             .request(region, 499, self.started.elapsed());
         crate::telemetry::traces::record_cancelled(self.span);
+        // The span says what the metrics say: 499, the region waited for, the attempts made.
+        let region = region.and_then(|r| self.svc.upstreams.get(r));
+        crate::telemetry::traces::record_unanswered(
+            self.span,
+            region.map(|u| &*u.name),
+            self.attempts(),
+        );
     }
 }
 

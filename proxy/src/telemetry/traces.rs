@@ -220,6 +220,17 @@ pub fn record_cancelled(span: &Span) {
     }
 }
 
+/// Records on the server span of a request whose client went away what the metrics count:
+/// code 499 (nginx's "client closed request"), the region it waited for, its attempts.
+pub fn record_unanswered(span: &Span, region: Option<&str>, attempts: u32) {
+    if span.is_disabled() {
+        return;
+    }
+    span.record("http.response.status_code", 499_i64);
+    span.record("switchyard.region", region.unwrap_or("none"));
+    span.record("switchyard.attempts", i64::from(attempts));
+}
+
 /// The client span of one attempt, a child of the current (server) span.
 pub fn attempt_span(
     region: &str,
