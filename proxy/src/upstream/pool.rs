@@ -225,8 +225,7 @@ impl Pool {
         }
         let mut idle = lock(&self.idle);
         while let Some(conn) = idle.pop_back() {
-            // The clock is read only for connections whose region named a timeout.
-            let expired = conn.reuse.limited() && conn.reuse.expired(Instant::now());
+            let expired = conn.reuse.expired();
             if conn.sender.is_ready() && !expired {
                 return Some(Checkout::Http1(conn.sender, conn.reuse));
             }
@@ -342,7 +341,7 @@ impl Pool {
 
     /// Takes back an idle connection, reusable while its region's keep-alive timeout allows.
     pub(super) fn checkin(&self, sender: http1::SendRequest<ProxyBody>, reuse: Reuse) {
-        if reuse.limited() && reuse.expired(Instant::now()) {
+        if reuse.expired() {
             return;
         }
         let epoch = self.epoch.load(Ordering::Relaxed);
@@ -387,10 +386,9 @@ impl Pool {
         drop(opening);
         self.http2.reap();
         let epoch = self.epoch.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
-        let now = Instant::now();
         // Those idle for two epochs, closed, or that the region will close by its own timeout.
         lock(&self.idle).retain(|c| {
-            epoch.wrapping_sub(c.epoch) < 2 && !c.sender.is_closed() && !c.reuse.expired(now)
+            epoch.wrapping_sub(c.epoch) < 2 && !c.sender.is_closed() && !c.reuse.expired()
         });
     }
 
