@@ -326,6 +326,23 @@ impl ProxyProcess {
             .and_then(|r| r["state"].as_str().map(str::to_owned)))
     }
 
+    /// Whether `region` of `service` shows `state` in `/status` within 5 s.
+    pub async fn reaches_state(&self, service: &str, region: &str, state: &str) -> bool {
+        crate::wait::eventually(
+            Duration::from_secs(5),
+            Duration::from_millis(20),
+            || async {
+                self.region_state(service, region)
+                    .await
+                    .ok()
+                    .flatten()
+                    .as_deref()
+                    == Some(state)
+            },
+        )
+        .await
+    }
+
     /// `GET /metrics` as text.
     pub async fn metrics(&self) -> Result<String> {
         Ok(self.admin_get("/metrics").await?.text())

@@ -297,24 +297,6 @@ async fn read_body(body: hyper::body::Incoming) -> (Vec<u8>, Result<(), String>)
     (got, ended)
 }
 
-/// Whether `region` of `orders` reaches `state` in `/status` within 5 s.
-async fn becomes(proxy: &ProxyProcess, region: &str, state: &str) -> bool {
-    eventually(
-        Duration::from_secs(5),
-        Duration::from_millis(50),
-        || async {
-            proxy
-                .region_state("orders", region)
-                .await
-                .ok()
-                .flatten()
-                .as_deref()
-                == Some(state)
-        },
-    )
-    .await
-}
-
 /// `switchyard_upstream_attempts_total` of westus with `outcome`.
 async fn westus_attempts(proxy: &ProxyProcess, outcome: &str) -> f64 {
     let text = proxy.metrics().await.expect("metrics");
@@ -384,7 +366,7 @@ async fn a_body_that_stalls_is_cut_off_after_per_try_timeout_and_counts_against_
     }
     // Two stalls in a row are `consecutive_failures` here (each response's head must not clear
     // the streak): the region is ejected, and reads go on to the next region.
-    let ejected = becomes(&proxy, "westus", "ejected").await;
+    let ejected = proxy.reaches_state("orders", "westus", "ejected").await;
     assert!(ejected, "the stalling region is ejected\n{}", proxy.logs());
     let next = http1_client().get(&config.url("/")).await.expect("GET");
     assert_eq!(next.region(), Some("northeurope"));
@@ -446,7 +428,7 @@ async fn a_body_the_region_breaks_off_counts_against_the_region() {
         assert_eq!(got, DRIP_LINE, "{protocol}: the first line arrives");
         assert!(ended.is_err(), "{protocol}: the body must end in an error");
     }
-    let ejected = becomes(&proxy, "westus", "ejected").await;
+    let ejected = proxy.reaches_state("orders", "westus", "ejected").await;
     assert!(ejected, "two cut bodies eject the region\n{}", proxy.logs());
     assert_eq!(westus_attempts(&proxy, "reset").await, 2.0);
     assert_eq!(westus_attempts(&proxy, "ok").await, 0.0);
@@ -496,7 +478,7 @@ min_retries_per_sec = 0
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     for region in ["westus", "northeurope"] {
-        let down = becomes(&proxy, region, "unhealthy").await;
+        let down = proxy.reaches_state("orders", region, "unhealthy").await;
         assert!(down, "{region}\n{}", proxy.logs());
     }
     for _ in 0..5 {

@@ -40,20 +40,7 @@ async fn post(config: &TestConfig, path: &str, headers: &[(&str, &str)]) -> Test
 
 /// Waits until `/status` shows `region` of `orders` in `state`.
 async fn wait_state(proxy: &ProxyProcess, region: &str, state: &str) {
-    let reached = eventually(
-        Duration::from_secs(5),
-        Duration::from_millis(20),
-        || async {
-            proxy
-                .region_state("orders", region)
-                .await
-                .ok()
-                .flatten()
-                .as_deref()
-                == Some(state)
-        },
-    )
-    .await;
+    let reached = proxy.reaches_state("orders", region, state).await;
     assert!(reached, "{region} never became {state}\n{}", proxy.logs());
 }
 

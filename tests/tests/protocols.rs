@@ -68,6 +68,16 @@ async fn h2_proxy(pki: &TestPki, region_url: &str, extra: &str) -> (ProxyProcess
     (proxy, port)
 }
 
+/// westus alone in front of a proxy, with `service` added to the service's config.
+async fn westus_proxy(service: &str) -> (FakeRegion, TestConfig, ProxyProcess) {
+    let west = FakeRegion::new("westus").start().await;
+    let config = TestConfig::new(&[&west]).service(service);
+    let proxy = ProxyProcess::start(&config.render())
+        .await
+        .expect("proxy starts");
+    (west, config, proxy)
+}
+
 #[tokio::test]
 async fn https_region_with_private_ca_over_h2_and_mtls() {
     let pki = TestPki::new();
@@ -330,13 +340,10 @@ async fn head_and_no_content_responses_have_no_body() {
 /// without it on both protocols (over HTTP/2 a body on a HEAD response breaks the stream).
 #[tokio::test]
 async fn the_sidecars_own_answers_to_head_have_no_body_over_http1_and_h2() {
-    let west = FakeRegion::new("westus").start().await;
-    let config = TestConfig::new(&[&west]).service(
+    let (west, config, proxy) = westus_proxy(
         "[services.degraded]\nbody = \"orders are down\"\n[services.health]\ninterval = \"30s\"",
-    );
-    let proxy = ProxyProcess::start(&config.render())
-        .await
-        .expect("proxy starts");
+    )
+    .await;
     west.kill().await;
     for client in [http1_client(), switchyard_tests::h2c_client()] {
         let head = client
@@ -422,11 +429,7 @@ async fn a_reload_rotates_the_listener_certificate() {
 #[tokio::test]
 async fn connections_that_never_send_a_request_are_closed_after_30_seconds() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let west = FakeRegion::new("westus").start().await;
-    let config = TestConfig::new(&[&west]);
-    let proxy = ProxyProcess::start(&config.render())
-        .await
-        .expect("proxy starts");
+    let (_west, config, proxy) = westus_proxy("").await;
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], config.port));
     let opened = std::time::Instant::now();
     let mut silent = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -450,11 +453,7 @@ async fn connections_that_never_send_a_request_are_closed_after_30_seconds() {
 
 #[tokio::test]
 async fn malformed_and_hostile_requests_get_clean_errors_and_never_reach_elsewhere() {
-    let west = FakeRegion::new("westus").start().await;
-    let config = TestConfig::new(&[&west]);
-    let proxy = ProxyProcess::start(&config.render())
-        .await
-        .expect("proxy starts");
+    let (west, config, proxy) = westus_proxy("").await;
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], config.port));
 
     let garbage = raw_http(addr, b"THIS IS NOT HTTP\r\n\r\n")
@@ -855,13 +854,10 @@ async fn a_region_content_length_that_does_not_describe_the_body_is_dropped() {
 #[tokio::test]
 async fn a_client_that_waits_for_the_answer_mid_body_gets_it() {
     use http_body_util::BodyExt;
-    let west = FakeRegion::new("westus").start().await;
-    let config = TestConfig::new(&[&west]).service(
+    let (_west, config, proxy) = westus_proxy(
         "[services.retry]\nper_try_timeout = \"400ms\"\n[services.outlier]\nconsecutive_failures = 1\n",
-    );
-    let proxy = ProxyProcess::start(&config.render())
-        .await
-        .expect("proxy starts");
+    )
+    .await;
     for (name, client) in [("h1", http1_client()), ("h2", h2c_client())] {
         let (tx, body) = channel_body();
         let req = http::Request::post(config.url("/echo"))
@@ -1025,13 +1021,10 @@ async fn a_response_whose_end_comes_in_a_frame_of_its_own_is_complete() {
 #[tokio::test]
 async fn a_region_answering_after_the_streamed_body_ends_gets_a_whole_per_try_timeout() {
     use http_body_util::BodyExt;
-    let west = FakeRegion::new("westus").start().await;
-    let config = TestConfig::new(&[&west]).service(
+    let (_west, config, proxy) = westus_proxy(
         "[services.retry]\nper_try_timeout = \"600ms\"\n[services.outlier]\nconsecutive_failures = 1\n",
-    );
-    let proxy = ProxyProcess::start(&config.render())
-        .await
-        .expect("proxy starts");
+    )
+    .await;
     let (tx, body) = channel_body();
     let req = http::Request::post(config.url("/late-answer/400"))
         .body(body)
